@@ -1,0 +1,1 @@
+"""phononscreen front door: CLI, FastAPI app, web pages."""

@@ -1,0 +1,1 @@
+"""Subcommands of the `phononscreen` CLI, one module per group."""

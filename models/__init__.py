@@ -1,0 +1,1 @@
+"""The database: declarative base, one module per table, sessions and data functions."""

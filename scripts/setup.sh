@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Build (or refresh) .venv from the project's own files. Order matters: torch first, pinned to
+# the CPU wheel, so no later resolver step can pull a CUDA build; mattersim last with --no-deps
+# (see pyproject.toml for why), its real runtime imports being declared in pyproject.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+VENV=.venv
+STAMP=$VENV/.phononscreen-setup
+HASH=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$HASH" ]; then
+  exit 0
+fi
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
+EXTRA=()
+[ -d /opt/wheels ] && EXTRA+=(--find-links /opt/wheels)
+"${PIP[@]}" install -q --upgrade pip wheel setuptools
+"${PIP[@]}" install -q "${EXTRA[@]}" "torch==2.13.0"
+"${PIP[@]}" install -q "${EXTRA[@]}" -e ".[dev]"
+"${PIP[@]}" install -q "${EXTRA[@]}" --no-deps "mattersim==1.2.3"
+# fail here, not in the first test, if the install is not what we think it is
+"$VENV/bin/python" - <<'PY'
+import importlib, sys
+import torch
+assert "+cpu" in torch.__version__ or not torch.version.cuda, f"a CUDA torch was installed: {torch.__version__}"
+for mod in ("phonopy", "pymatgen.core", "ase", "sevenn", "chgnet", "mattersim.forcefield.potential"):
+    importlib.import_module(mod)
+for banned in ("torchvision", "torchaudio", "wandb"):
+    if importlib.util.find_spec(banned) is not None:
+        sys.exit(f"{banned} is installed but must not be")
+PY
+echo "$HASH" > "$STAMP"

@@ -1,0 +1,1 @@
+"""Pure screening science: ingest, potentials, relax, phonons, verdict. No web, queue or database."""

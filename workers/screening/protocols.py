@@ -1,0 +1,138 @@
+"""The two named screening protocols as data: `phononbench` (the paper) and `default`."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProtocolSettings:
+    """Every knob that can change a verdict. Units are in the names."""
+
+    name: str
+    # cell
+    use_primitive: bool  # False: the input cell as given (PhononBench); True: spglib standard primitive
+    symprec: float = 0.01  # Å, symmetrisation of the input and FixSymmetry during relaxation
+    # relaxation (ASE FixSymmetry + FrechetCellFilter)
+    relax_optimizer: Literal["FIRE", "BFGS"] = "FIRE"
+    relax_fmax_ev_per_angstrom: float = 0.0025  # target of each optimiser cycle
+    relax_fail_fmax_ev_per_angstrom: float = 0.005  # final max force above this: relax_failed
+    relax_steps_per_cycle: int = 500
+    relax_max_cycles: int = 15
+    relax_abort_force_ev_per_angstrom: float = 1.0e4  # any force above this aborts (diverged)
+    # supercell
+    supercell: Literal["fixed", "cubic"] = "fixed"
+    supercell_diagonal: tuple[int, int, int] = (2, 2, 2)  # when supercell == "fixed"
+    supercell_min_width_angstrom: float = 10.0  # when supercell == "cubic"
+    supercell_max_atoms: int = 400
+    confirm_weak_incommensurate: bool = False
+    confirm_threshold_thz: float = -0.5  # only modes softer than 0 but above this are re-checked
+    confirm_min_width_angstrom: float = 15.0
+    confirm_max_atoms: int = 600
+    # displacements and forces
+    displacement_angstrom: float = 0.01
+    displacement_is_diagonal: bool = True  # phonopy's default; PhononBench passes False
+    subtract_force_drift: bool = True
+    # Brillouin-zone coverage
+    band_npoints: int = 101
+    check_mesh: bool = False
+    mesh_spacing_inv_angstrom: float = 0.1  # Γ-centred mesh; |b_i| / n_i <= spacing (2π included)
+    mesh_min: int = 8
+    check_commensurate: bool = False
+    # long-wavelength check
+    elastic_tensor: bool = False
+    elastic_strain: float = 0.005
+    # verdict
+    imaginary_tol_thz: float = 1.0e-3  # stable iff every frequency >= -tol
+    acoustic_tol_thz: float = 0.0  # acoustic modes near Γ may dip to -this when Born passes
+    acoustic_q_radius_inv_angstrom: float = 0.1
+    phononbench_tol_thz: float = 1.0e-3
+    # outputs
+    dos_mesh_min: int = 8
+    thermal_temperature_k: float = 300.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def settings_hash(self) -> str:
+        """sha256 of the canonical JSON of every setting, first 16 hex digits."""
+        blob = json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def replace(self, **changes: Any) -> "ProtocolSettings":
+        return dataclasses.replace(self, **changes)
+
+
+# Han et al., arXiv 2512.21227: exactly the published loop (see PROTOCOL.md, `phononbench`).
+PHONONBENCH = ProtocolSettings(
+    name="phononbench",
+    use_primitive=False,
+    symprec=0.01,
+    relax_optimizer="FIRE",
+    relax_fmax_ev_per_angstrom=0.0025,
+    relax_fail_fmax_ev_per_angstrom=0.005,
+    relax_steps_per_cycle=500,
+    relax_max_cycles=15,
+    relax_abort_force_ev_per_angstrom=1.0e4,
+    supercell="fixed",
+    supercell_diagonal=(2, 2, 2),
+    confirm_weak_incommensurate=False,
+    displacement_angstrom=0.01,
+    displacement_is_diagonal=False,
+    subtract_force_drift=True,
+    band_npoints=101,
+    check_mesh=False,
+    check_commensurate=False,
+    elastic_tensor=False,
+    imaginary_tol_thz=1.0e-3,
+    acoustic_tol_thz=0.0,
+    phononbench_tol_thz=1.0e-3,
+)
+
+# What we recommend (PROTOCOL.md, `default`): same physics, fewer false alarms.
+DEFAULT = ProtocolSettings(
+    name="default",
+    use_primitive=True,
+    symprec=0.01,
+    relax_optimizer="FIRE",
+    relax_fmax_ev_per_angstrom=0.005,
+    relax_fail_fmax_ev_per_angstrom=0.005,
+    relax_steps_per_cycle=500,
+    relax_max_cycles=4,
+    supercell="cubic",
+    supercell_min_width_angstrom=10.0,
+    supercell_max_atoms=400,
+    confirm_weak_incommensurate=True,
+    confirm_threshold_thz=-0.5,
+    confirm_min_width_angstrom=15.0,
+    confirm_max_atoms=600,
+    displacement_angstrom=0.01,
+    displacement_is_diagonal=True,
+    subtract_force_drift=True,
+    band_npoints=101,
+    check_mesh=True,
+    mesh_spacing_inv_angstrom=0.1,
+    mesh_min=8,
+    check_commensurate=True,
+    elastic_tensor=True,
+    elastic_strain=0.005,
+    imaginary_tol_thz=0.05,
+    acoustic_tol_thz=0.5,
+    acoustic_q_radius_inv_angstrom=0.1,
+    phononbench_tol_thz=1.0e-3,
+)
+
+PROTOCOLS: dict[str, ProtocolSettings] = {p.name: p for p in (DEFAULT, PHONONBENCH)}
+
+
+def get_protocol(name: str, **overrides: Any) -> ProtocolSettings:
+    """Named protocol, optionally with settings overridden (recorded in the settings hash)."""
+    try:
+        base = PROTOCOLS[name]
+    except KeyError:
+        raise ValueError(f"unknown protocol {name!r}; choose one of {sorted(PROTOCOLS)}") from None
+    return base.replace(**overrides) if overrides else base

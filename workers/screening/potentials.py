@@ -1,0 +1,260 @@
+"""The potential registry: resolve a name to an ASE calculator with its provenance, once per process."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from workers.screening.potentials_mattersim import (
+    MATTERSIM_FILES,
+    PotentialUnavailableError,
+    find_mattersim_checkpoint,
+    load_mattersim,
+    missing_weights_message,
+)
+from workers.screening.types import PotentialInfo
+
+if TYPE_CHECKING:
+    from ase.calculators.calculator import Calculator
+
+__all__ = [
+    "POTENTIAL_NAMES",
+    "LoadedPotential",
+    "PotentialFallbackWarning",
+    "PotentialUnavailableError",
+    "clear_potential_cache",
+    "load_potential",
+    "resolve_device",
+]
+
+POTENTIAL_NAMES: tuple[str, ...] = (
+    "auto",
+    "mattersim-v1.0.0-5m",
+    "mattersim-v1.0.0-1m",
+    "sevennet-0",
+    "chgnet-0.3.0",
+)
+AUTO_PREFERRED = "mattersim-v1.0.0-5m"
+AUTO_FALLBACK = "sevennet-0"
+
+
+class PotentialFallbackWarning(RuntimeWarning):
+    """`auto` could not use MatterSim and is running SevenNet-0 instead."""
+
+
+@dataclass(frozen=True)
+class LoadedPotential:
+    """A loaded potential: its provenance, a ready ASE calculator and the elements it covers.
+
+    `calculator` is shared; threads that evaluate concurrently should each take
+    `new_calculator()`, which shares the (read-only) model weights but not the results cache.
+    `elements` is None when the potential does not say which elements it knows.
+    """
+
+    info: PotentialInfo
+    calculator: Calculator
+    elements: frozenset[str] | None
+    _factory: Callable[[], Calculator] = field(repr=False, compare=False)
+
+    def new_calculator(self) -> Calculator:
+        return self._factory()
+
+
+_CACHE: dict[tuple[str, str, str, str | None], LoadedPotential] = {}
+_LOCK = threading.Lock()
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'; anything else is passed through."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_potential(
+    name: str = "auto", *, device: str = "auto", checkpoint: str | Path | None = None
+) -> LoadedPotential:
+    """Load potential `name` (one of POTENTIAL_NAMES) on `device`, once per process.
+
+    `checkpoint` is a path to a MatterSim .pth file; it is accepted with a MatterSim name (or with
+    `auto`, which then means `mattersim-v1.0.0-5m`) and replaces the lookup in MatterSim's cache
+    folder. Missing MatterSim weights for an explicit name raise PotentialUnavailableError; they
+    are never downloaded and the name is never swapped for another potential. `auto` uses
+    `mattersim-v1.0.0-5m` when its checkpoint is in the cache folder, otherwise `sevennet-0` with a
+    PotentialFallbackWarning (emitted once, when loaded) that is also kept in `info.warning`.
+    """
+    if name not in POTENTIAL_NAMES:
+        raise ValueError(f"unknown potential {name!r}; valid names: {', '.join(POTENTIAL_NAMES)}")
+    resolved, path, warning = _resolve(name, checkpoint)
+    dev = resolve_device(device)
+    key = (name, resolved, dev, str(path) if path else None)
+    with _LOCK:  # one load per key even when threads ask at once
+        if key not in _CACHE:
+            if warning:
+                warnings.warn(warning, PotentialFallbackWarning, stacklevel=2)
+            _CACHE[key] = _load(resolved, requested=name, device=dev, path=path, warning=warning)
+        return _CACHE[key]
+
+
+def clear_potential_cache() -> None:
+    """Forget every loaded potential (tests, or a worker that changes settings)."""
+    with _LOCK:
+        _CACHE.clear()
+        _MODELS.clear()
+
+
+def _resolve(name: str, checkpoint: str | Path | None) -> tuple[str, Path | None, str | None]:
+    """(registry name to load, MatterSim checkpoint file or None, fallback warning or None)."""
+    if checkpoint is not None:
+        resolved = AUTO_PREFERRED if name == "auto" else name
+        if resolved not in MATTERSIM_FILES:
+            raise ValueError(
+                f"a checkpoint path applies only to MatterSim potentials, not to {name!r}"
+            )
+        path = Path(checkpoint).expanduser().resolve()
+        if not path.is_file():
+            raise PotentialUnavailableError(f"potential {resolved!r}: checkpoint {path} not found")
+        return resolved, path, None
+    if name in MATTERSIM_FILES:
+        path = find_mattersim_checkpoint(name)
+        if path is None:
+            raise PotentialUnavailableError(missing_weights_message(name))
+        return name, path, None
+    if name == "auto":
+        path = find_mattersim_checkpoint(AUTO_PREFERRED)
+        if path is not None:
+            return AUTO_PREFERRED, path, None
+        return AUTO_FALLBACK, None, (
+            f"potential 'auto' resolved to {AUTO_FALLBACK!r}: MatterSim weights "
+            f"({MATTERSIM_FILES[AUTO_PREFERRED]}) are not on this machine, so these verdicts are "
+            f"SevenNet-0's, not MatterSim's (the reference). {missing_weights_message(AUTO_PREFERRED)}"
+        )
+    return name, None, None
+
+
+@dataclass(frozen=True)
+class _Model:
+    """What loading a checkpoint yields once, shared by every LoadedPotential that uses it."""
+
+    factory: Callable[[], Calculator]
+    elements: frozenset[str]
+    version: str
+    path: Path
+    label: str
+
+
+_MODELS: dict[tuple[str, str, str | None], _Model] = {}
+
+
+def _load(
+    name: str, *, requested: str, device: str, path: Path | None, warning: str | None
+) -> LoadedPotential:
+    # `auto` that fell back and an explicit `sevennet-0` share one model in memory.
+    model_key = (name, device, str(path) if path else None)
+    if model_key not in _MODELS:
+        _MODELS[model_key] = _load_model(name, device=device, path=path)
+    model = _MODELS[model_key]
+    info = PotentialInfo(
+        name=name,
+        version=model.version,
+        checkpoint=model.label,
+        checkpoint_sha256=sha256_file(model.path),
+        device=device,
+        requested=requested,
+        warning=warning,
+    )
+    return LoadedPotential(
+        info=info, calculator=model.factory(), elements=model.elements, _factory=model.factory
+    )
+
+
+def _load_model(name: str, *, device: str, path: Path | None) -> _Model:
+    if name in MATTERSIM_FILES:
+        assert path is not None
+        factory, elements, pkg = load_mattersim(path, device=device)
+        # Pretrained weights are named by file so provenance does not depend on $HOME; a
+        # user-supplied file keeps its path. The checksum identifies the weights either way.
+        cached = find_mattersim_checkpoint(name)
+        label = path.name if cached is not None and cached.resolve() == path.resolve() else str(path)
+    elif name == "sevennet-0":
+        factory, elements, pkg, path = _load_sevennet(device=device)
+        label = "sevenn:" + "/".join(path.parts[-2:])
+    elif name == "chgnet-0.3.0":
+        factory, elements, pkg, path = _load_chgnet(device=device)
+        label = "chgnet:" + "/".join(path.parts[-2:])
+    else:  # pragma: no cover - _resolve only returns registry names
+        raise ValueError(name)
+    return _Model(factory=factory, elements=elements, version=pkg, path=path, label=label)
+
+
+def _load_sevennet(*, device: str) -> tuple[Callable[[], Calculator], frozenset[str], str, Path]:
+    from ase.data import chemical_symbols
+    from sevenn.calculator import SevenNetCalculator
+    from sevenn.util import pretrained_name_to_path
+
+    # The file inside the wheel that the name "7net-0" means; loading it by path hashes what runs.
+    path = Path(pretrained_name_to_path("7net-0"))
+    with warnings.catch_warnings():
+        # SevenNet warns on every calculator that no CUDA tensor-product kernel is enabled.
+        warnings.simplefilter("ignore", UserWarning)
+        first = SevenNetCalculator(str(path), device=device)
+    model = first.model
+
+    def make_calculator() -> Calculator:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return SevenNetCalculator(model, file_type="model_instance", device=device)
+
+    # SevenNet's stress is already ASE's (eV/Å^3, positive = tensile): its calculator negates
+    # the model's virial-like output. Checked against finite differences in the tests.
+    elements = frozenset(chemical_symbols[int(z)] for z in first.type_map)
+    return make_calculator, elements, f"sevenn {version('sevenn')}", path
+
+
+def _load_chgnet(*, device: str) -> tuple[Callable[[], Calculator], frozenset[str], str, Path]:
+    import contextlib
+    import io
+
+    from ase.data import chemical_symbols
+    from ase.units import GPa
+    from chgnet import model as chgnet_model
+    from chgnet.model import CHGNet
+    from chgnet.model.dynamics import CHGNetCalculator
+
+    model = CHGNet.load(model_name="0.3.0", use_device=device, verbose=False)
+
+    def make_calculator() -> Calculator:
+        # CHGNet predicts GPa; stress_weight=GPa gives ASE's eV/Å^3. Its __init__ prints the device.
+        with contextlib.redirect_stdout(io.StringIO()):
+            return CHGNetCalculator(model=model, use_device=device, stress_weight=GPa)
+
+    # Atom embedding rows are atomic numbers 1..N (94: H to Pu).
+    n_z = int(model.atom_embedding.embedding.num_embeddings)
+    elements = frozenset(chemical_symbols[1 : n_z + 1])
+    pretrained = Path(chgnet_model.__file__).resolve().parents[1] / "pretrained" / "0.3.0"
+    (path,) = pretrained.glob("chgnet_0.3.0_*.pth.tar")  # the file CHGNet.load reads
+    return make_calculator, elements, f"chgnet {version('chgnet')}", path
+
+
+_SHA_CACHE: dict[tuple[str, int, float], str] = {}
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a weight file, hex; memoised on (path, size, mtime) since files are large."""
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime)
+    if key not in _SHA_CACHE:
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        _SHA_CACHE[key] = digest.hexdigest()
+    return _SHA_CACHE[key]

@@ -1,0 +1,238 @@
+"""The CLI's output folder: crash-safe results.jsonl, results.csv, CIFs, plots, bands, summary."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from workers.screening.plots import plot_band_structure
+from workers.screening.summary import format_summary, summarize_results
+from workers.screening.types import ScreeningResult
+
+ResultKey = tuple[str, str, str]  # (structure name, protocol settings hash, potential name)
+
+CSV_COLUMNS = (
+    "name",
+    "verdict",
+    "reason",
+    "stable_phononbench",
+    "formula",
+    "n_sites",
+    "crystal_system",
+    "spacegroup_before",
+    "spacegroup_after",
+    "spacegroup_number",
+    "min_frequency_thz",
+    "worst_qpoint",
+    "worst_q_norm_inv_angstrom",
+    "worst_branch",
+    "worst_acoustic",
+    "worst_where",
+    "worst_path_frequency_thz",
+    "relax_converged",
+    "relax_steps",
+    "relax_max_force_ev_per_angstrom",
+    "energy_per_atom_ev",
+    "born_stable",
+    "supercell_matrix",
+    "n_supercell_atoms",
+    "n_displacements",
+    "confirmed_in_larger_supercell",
+    "free_energy_300k_kj_per_mol",
+    "total_time_s",
+    "potential",
+    "protocol",
+    "settings_hash",
+    "generator",
+    "source",
+    "warnings",
+)
+
+
+def safe_name(name: str) -> str:
+    """A file-name-safe, unique stem for a structure name: readable slug + 10 hex of its sha1.
+
+    `file.zip:tmp/gen_1.cif` -> `file.zip_tmp_gen_1.cif-<hash>`; the hash keeps names that slug to
+    the same text (`a/b` and `a_b`) apart.
+    """
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-")[:80] or "structure"
+    digest = hashlib.sha1(name.encode("utf-8")).hexdigest()[:10]
+    return f"{slug}-{digest}"
+
+
+def row_key(row: Mapping[str, Any]) -> ResultKey:
+    """The skip-on-rerun key of a results.jsonl row."""
+    prov = row.get("provenance") or {}
+    potential = (prov.get("potential") or {}).get("name", "")
+    return (str(row.get("name")), str(prov.get("settings_hash", "")), str(potential))
+
+
+def _fmt(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (list, tuple)):
+        return json.dumps(value, separators=(",", ":"))
+    return value
+
+
+def flatten_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """One results.csv row (CSV_COLUMNS) from one results.jsonl row."""
+    relax = row.get("relax") or {}
+    phonons = row.get("phonons") or {}
+    worst = row.get("worst_mode") or {}
+    thermal = row.get("thermal") or {}
+    prov = row.get("provenance") or {}
+    timings = row.get("timings_s") or {}
+    total = timings.get("total", sum(v for v in timings.values() if isinstance(v, (int, float))))
+    warnings = list(row.get("warnings") or [])
+    if (prov.get("potential") or {}).get("warning"):
+        warnings.append("potential fallback (auto -> " + prov["potential"]["name"] + ")")
+    flat = {
+        "name": row.get("name"),
+        "verdict": row.get("verdict"),
+        "reason": row.get("reason"),
+        "stable_phononbench": row.get("stable_phononbench"),
+        "formula": row.get("formula"),
+        "n_sites": row.get("n_sites"),
+        "crystal_system": row.get("crystal_system"),
+        "spacegroup_before": relax.get("spacegroup_before") or row.get("input_spacegroup"),
+        "spacegroup_after": relax.get("spacegroup_after"),
+        "spacegroup_number": row.get("spacegroup_number"),
+        "min_frequency_thz": row.get("min_frequency_thz"),
+        "worst_qpoint": worst.get("qpoint"),
+        "worst_q_norm_inv_angstrom": worst.get("q_norm_inv_angstrom"),
+        "worst_branch": worst.get("branch"),
+        "worst_acoustic": worst.get("acoustic"),
+        "worst_where": worst.get("where"),
+        "worst_path_frequency_thz": phonons.get("worst_path_frequency_thz"),
+        "relax_converged": relax.get("converged"),
+        "relax_steps": relax.get("steps"),
+        "relax_max_force_ev_per_angstrom": relax.get("max_force_ev_per_angstrom"),
+        "energy_per_atom_ev": relax.get("energy_per_atom_ev"),
+        "born_stable": row.get("born_stable"),
+        "supercell_matrix": phonons.get("supercell_matrix"),
+        "n_supercell_atoms": phonons.get("n_supercell_atoms"),
+        "n_displacements": phonons.get("n_displacements"),
+        "confirmed_in_larger_supercell": row.get("confirmation_of") is not None,
+        "free_energy_300k_kj_per_mol": thermal.get("free_energy_kj_per_mol"),
+        "total_time_s": total if timings else None,
+        "potential": (prov.get("potential") or {}).get("name"),
+        "protocol": prov.get("protocol"),
+        "settings_hash": prov.get("settings_hash"),
+        "generator": row.get("generator"),
+        "source": row.get("source"),
+        "warnings": "; ".join(str(w) for w in warnings),
+    }
+    return {k: _fmt(v) if not isinstance(v, str) else v for k, v in flat.items()}
+
+
+class OutputFolder:
+    """The `--out` folder of `phononscreen screen`.
+
+    `results.jsonl` is the source of truth: one JSON object per structure, appended and flushed
+    as each finishes, so a crash loses at most the structure in flight. Its artefacts
+    (`relaxed/`, `plots/`, `bands/`) are written before its line, so a line means they exist.
+    `results.csv` and `summary.{json,txt}` are rebuilt from it by `write_tables`.
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.jsonl = self.root / "results.jsonl"
+
+    def read_rows(self) -> list[dict[str, Any]]:
+        """Every complete row of results.jsonl, later rows replacing earlier ones of the same key."""
+        if not self.jsonl.exists():
+            return []
+        rows: dict[ResultKey, dict[str, Any]] = {}
+        with self.jsonl.open(encoding="utf-8") as fh:
+            for line in fh:
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut short by a crash; that structure is simply redone
+                if isinstance(row, dict):
+                    rows[row_key(row)] = row
+        return list(rows.values())
+
+    def done_keys(self) -> set[ResultKey]:
+        return {row_key(r) for r in self.read_rows()}
+
+    def artifact_paths(self, name: str) -> dict[str, Path]:
+        stem = safe_name(name)
+        return {
+            "relaxed_cif": self.root / "relaxed" / f"{stem}.cif",
+            "plot": self.root / "plots" / f"{stem}.png",
+            "bands": self.root / "bands" / f"{stem}.json",
+        }
+
+    def write_result(
+        self,
+        result: ScreeningResult,
+        *,
+        source: str | None = None,
+        generator: str | None = None,
+    ) -> dict[str, Any]:
+        """Write one result's artefacts, then append its row to results.jsonl; return the row."""
+        row = result.as_dict(bulky=False)
+        row["source"] = source
+        row["generator"] = generator
+        files: dict[str, str] = {}
+        paths = self.artifact_paths(result.name)
+        if result.relaxed_cif:
+            _write_atomic(paths["relaxed_cif"], result.relaxed_cif.encode("utf-8"))
+            files["relaxed_cif"] = str(paths["relaxed_cif"].relative_to(self.root))
+        if result.bands is not None:
+            blob = json.dumps(dataclasses.asdict(result.bands), separators=(",", ":"))
+            _write_atomic(paths["bands"], blob.encode("utf-8"))
+            files["bands"] = str(paths["bands"].relative_to(self.root))
+            title = f"{result.name}  {result.formula}  {result.verdict}"
+            _write_atomic(paths["plot"], plot_band_structure(result.bands, title=title))
+            files["plot"] = str(paths["plot"].relative_to(self.root))
+        row["files"] = files
+        self._append(row)
+        return row
+
+    def _append(self, row: Mapping[str, Any]) -> None:
+        line = json.dumps(row, separators=(",", ":"), default=str)
+        with self.jsonl.open("a+b") as fh:
+            # After a crash mid-line the file does not end in a newline: start a fresh line so
+            # the new row is not glued to the broken one.
+            if fh.tell() > 0:
+                fh.seek(-1, os.SEEK_END)
+                if fh.read(1) != b"\n":
+                    fh.write(b"\n")
+            fh.write(line.encode("utf-8") + b"\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def write_tables(self, *, rows: Iterable[Mapping[str, Any]] | None = None) -> dict[str, Any]:
+        """Rewrite results.csv from results.jsonl and summary.{json,txt} of `rows` (default: all)."""
+        all_rows = self.read_rows()
+        tmp = self.root / "results.csv.tmp"
+        with tmp.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
+            writer.writeheader()
+            for row in all_rows:
+                writer.writerow(flatten_row(row))
+        tmp.replace(self.root / "results.csv")
+        summary = summarize_results(all_rows if rows is None else rows)
+        _write_atomic(self.root / "summary.json", json.dumps(summary, indent=2).encode("utf-8"))
+        _write_atomic(self.root / "summary.txt", format_summary(summary).encode("utf-8"))
+        return summary
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)

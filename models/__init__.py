@@ -1,1 +1,10 @@
 """The database: declarative base, one module per table, sessions and data functions."""
+
+from models.base import Base, NAMING_CONVENTION
+from models.batch import Batch
+from models.candidate import Candidate
+from models.generator import Generator
+from models.screening import STATUSES, Screening
+from models.verdict import Verdict
+
+__all__ = ["Base", "NAMING_CONVENTION", "Batch", "Candidate", "Generator", "STATUSES", "Screening", "Verdict"]

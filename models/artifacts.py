@@ -1,0 +1,54 @@
+"""The artifact store: bulky per-screening files in a directory, referenced by relative path."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_name(name: str, *, max_length: int = 120) -> str:
+    """A file name that cannot escape its folder: no separators, no dot-only names."""
+    base = _UNSAFE.sub("_", name.replace("\\", "/").rsplit("/", 1)[-1]).strip("._") or "file"
+    return base[-max_length:]
+
+
+@dataclass(frozen=True)
+class ArtifactStore:
+    """Files under `root`; rows keep the relative path so the root can move."""
+
+    root: Path
+
+    def write_bytes(self, relpath: str, data: bytes) -> str:
+        """Write atomically (temp file + rename) so a reader never sees half a file."""
+        path = self._resolve(relpath)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return relpath
+
+    def write_text(self, relpath: str, text: str) -> str:
+        return self.write_bytes(relpath, text.encode())
+
+    def read_bytes(self, relpath: str) -> bytes:
+        return self._resolve(relpath).read_bytes()
+
+    def exists(self, relpath: str) -> bool:
+        return self._resolve(relpath).is_file()
+
+    def _resolve(self, relpath: str) -> Path:
+        root = self.root.resolve()
+        path = (root / relpath).resolve()
+        if root not in path.parents:
+            raise ValueError(f"artifact path escapes the store: {relpath!r}")
+        return path

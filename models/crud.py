@@ -1,0 +1,181 @@
+"""Data functions that write: keyword-only, verb-first; they flush but never commit."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from models.base import utc_now
+from models.batch import Batch
+from models.candidate import Candidate
+from models.generator import Generator
+from models.screening import Screening
+from models.verdict import Verdict
+
+
+@dataclass(frozen=True, kw_only=True)
+class CandidateValues:
+    """One accepted structure, already parsed and described (plain values, no pymatgen)."""
+
+    name: str
+    source_file: str
+    source_index: int
+    structure: dict[str, Any]
+    cif: str
+    reduced_formula: str
+    elements: list[str]
+    n_sites: int
+    spacegroup_number: int | None
+    spacegroup_symbol: str | None
+    crystal_system: str | None
+    fingerprint: str
+    submitted_path: str | None = None
+
+
+def get_or_create_generator(session: Session, *, name: str, version: str | None = None) -> Generator:
+    """The generator called `name`, created on first use."""
+    generator = session.scalar(select(Generator).where(Generator.name == name))
+    if generator is None:
+        generator = Generator(name=name, version=version)
+        session.add(generator)
+        session.flush()
+    return generator
+
+
+def create_batch(
+    session: Session,
+    *,
+    source: str,
+    generator: Generator | None,
+    protocol: str,
+    potential: str,
+    n_submitted: int,
+    rejected: list[dict[str, Any]],
+) -> Batch:
+    """A new batch row (flushed, so it has an id)."""
+    batch = Batch(
+        source=source,
+        generator_id=generator.id if generator else None,
+        protocol=protocol,
+        potential=potential,
+        n_submitted=n_submitted,
+        n_accepted=n_submitted - len(rejected),
+        n_rejected=len(rejected),
+        rejected=rejected,
+    )
+    session.add(batch)
+    session.flush()
+    return batch
+
+
+def add_candidates(
+    session: Session, *, batch: Batch, candidates: Sequence[CandidateValues]
+) -> list[Screening]:
+    """Candidate rows for `batch`, each with one queued screening under the batch's settings."""
+    screenings = []
+    for values in candidates:
+        fields = asdict(values)
+        candidate = Candidate(
+            batch_id=batch.id,
+            generator_id=batch.generator_id,
+            chemsys="-".join(sorted(values.elements)),
+            **fields,
+        )
+        screening = Screening(
+            candidate=candidate, batch_id=batch.id, protocol=batch.protocol, potential=batch.potential
+        )
+        session.add_all([candidate, screening])
+        screenings.append(screening)
+    session.flush()
+    return screenings
+
+
+def claim_screenings(session: Session, *, ids: Sequence[int], worker: str, task_id: str) -> list[int]:
+    """Atomically mark queued screenings as running for this task; returns the ids it got.
+
+    A single UPDATE ... RETURNING, so two workers can never both claim a row. Rows already running
+    under the same task id are reclaimed: that is a redelivery of a message whose worker died.
+    """
+    stmt = (
+        update(Screening)
+        .where(
+            Screening.id.in_(list(ids)),
+            or_(
+                Screening.status == "queued",
+                and_(Screening.status == "running", Screening.task_id == task_id),
+            ),
+        )
+        .values(
+            status="running",
+            worker=worker,
+            task_id=task_id,
+            attempts=Screening.attempts + 1,
+            started_at=utc_now(),
+            error=None,
+        )
+        .returning(Screening.id)
+    )
+    return sorted(session.scalars(stmt, execution_options={"synchronize_session": False}).all())
+
+
+def get_screenings(session: Session, *, ids: Sequence[int]) -> list[Screening]:
+    """Screenings with their candidates, in the order of `ids`."""
+    rows = session.scalars(
+        select(Screening).where(Screening.id.in_(list(ids))).options(selectinload(Screening.candidate))
+    ).all()
+    by_id = {row.id: row for row in rows}
+    return [by_id[i] for i in ids if i in by_id]
+
+
+def save_verdict(session: Session, *, screening_id: int, values: dict[str, Any]) -> bool:
+    """Store a verdict and mark its screening done; False (and no change) if one exists already."""
+    if session.scalar(select(Verdict.id).where(Verdict.screening_id == screening_id)) is not None:
+        return False
+    candidate_id = session.scalar(select(Screening.candidate_id).where(Screening.id == screening_id))
+    try:
+        with session.begin_nested():  # a concurrent insert loses on the unique key, harmlessly
+            session.add(Verdict(screening_id=screening_id, candidate_id=candidate_id, **values))
+    except IntegrityError:
+        return False
+    session.execute(
+        update(Screening)
+        .where(Screening.id == screening_id)
+        .values(status="done", finished_at=utc_now(), error=None),
+        execution_options={"synchronize_session": False},
+    )
+    return True
+
+
+def fail_screenings(session: Session, *, ids: Sequence[int], error: str) -> None:
+    """Mark running screenings failed (a crash or time limit, not a physics verdict)."""
+    session.execute(
+        update(Screening)
+        .where(Screening.id.in_(list(ids)), Screening.status == "running")
+        .values(status="failed", finished_at=utc_now(), error=error[:4000]),
+        execution_options={"synchronize_session": False},
+    )
+
+
+def finish_batches(session: Session, *, batch_ids: Sequence[int]) -> list[int]:
+    """Set `finished_at` on batches whose screenings have all ended; returns those ids."""
+    open_counts = dict(
+        session.execute(
+            select(Screening.batch_id, func.count())
+            .where(Screening.batch_id.in_(list(batch_ids)), Screening.status.in_(("queued", "running")))
+            .group_by(Screening.batch_id)
+        ).all()
+    )
+    done = [b for b in batch_ids if not open_counts.get(b)]
+    if done:
+        session.execute(
+            update(Batch)
+            .where(Batch.id.in_(done), Batch.finished_at.is_(None))
+            .values(finished_at=utc_now()),
+            execution_options={"synchronize_session": False},
+        )
+    return done

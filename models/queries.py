@@ -1,0 +1,201 @@
+"""Data functions that read: batch progress, candidate search, the stability report."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy import Select, case, func, literal, select
+from sqlalchemy.orm import Session, aliased
+
+from models.batch import Batch
+from models.candidate import Candidate
+from models.generator import Generator
+from models.screening import STATUSES, Screening
+from models.verdict import Verdict
+
+VERDICTS: tuple[str, ...] = ("stable", "unstable", "relax_failed", "failed")
+SORTS: dict[str, tuple[object, bool]] = {
+    "id": (Candidate.id, False),
+    "formula": (Candidate.reduced_formula, False),
+    "n_sites": (Candidate.n_sites, False),
+    "min_frequency_thz": (Verdict.min_frequency_thz, False),
+    "energy_per_atom_ev": (Verdict.energy_per_atom_ev, False),
+    "created_at": (Candidate.created_at, False),
+}
+GroupBy = Literal["generator", "crystal_system", "space_group"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class CandidateFilters:
+    batch_id: int | None = None
+    generator: str | None = None
+    verdict: str | None = None
+    formula: str | None = None
+    elements: Sequence[str] = ()  # every one of these must be present
+    space_group: int | None = None  # after relaxation when known, else of the input
+    crystal_system: str | None = None
+    min_frequency_gte: float | None = None
+    min_frequency_lte: float | None = None
+
+
+@dataclass(frozen=True)
+class BatchCounts:
+    by_status: dict[str, int]  # queued / running / done / failed
+    by_verdict: dict[str, int]  # stable / unstable / relax_failed / failed
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_status.values())
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    group: str
+    submitted: int
+    screened: int  # a verdict exists
+    relaxed: int  # stable or unstable: relaxation converged and phonons ran
+    stable: int
+    stable_phononbench: int
+
+
+def _latest_screening():
+    # The most recent screening of each candidate is the one lists and reports show.
+    latest = (
+        select(func.max(Screening.id))
+        .where(Screening.candidate_id == Candidate.id)
+        .correlate(Candidate)
+        .scalar_subquery()
+    )
+    return Screening.id == latest
+
+
+def count_batch(session: Session, *, batch_id: int) -> BatchCounts:
+    """Screenings of a batch by status and verdicts by kind."""
+    by_status = dict.fromkeys(STATUSES, 0)
+    by_status.update(
+        session.execute(
+            select(Screening.status, func.count()).where(Screening.batch_id == batch_id).group_by(Screening.status)
+        ).all()
+    )
+    by_verdict = dict.fromkeys(VERDICTS, 0)
+    by_verdict.update(
+        session.execute(
+            select(Verdict.verdict, func.count())
+            .join(Screening, Screening.id == Verdict.screening_id)
+            .where(Screening.batch_id == batch_id)
+            .group_by(Verdict.verdict)
+        ).all()
+    )
+    return BatchCounts(by_status=by_status, by_verdict=by_verdict)
+
+
+def _candidate_query(filters: CandidateFilters) -> Select:
+    stmt = (
+        select(Candidate, Screening, Verdict)
+        .outerjoin(Screening, _latest_screening())
+        .outerjoin(Verdict, Verdict.screening_id == Screening.id)
+    )
+    if filters.batch_id is not None:
+        stmt = stmt.where(Candidate.batch_id == filters.batch_id)
+    if filters.generator is not None:
+        stmt = stmt.join(Generator, Generator.id == Candidate.generator_id).where(
+            Generator.name == filters.generator
+        )
+    if filters.verdict is not None:
+        stmt = stmt.where(Verdict.verdict == filters.verdict)
+    if filters.formula is not None:
+        stmt = stmt.where(Candidate.reduced_formula == filters.formula)
+    padded = literal("-") + Candidate.chemsys + literal("-")
+    for element in filters.elements:
+        stmt = stmt.where(padded.like(f"%-{element}-%"))
+    if filters.space_group is not None:
+        stmt = stmt.where(
+            func.coalesce(Verdict.spacegroup_number, Candidate.spacegroup_number) == filters.space_group
+        )
+    if filters.crystal_system is not None:
+        stmt = stmt.where(
+            func.coalesce(Verdict.crystal_system, Candidate.crystal_system) == filters.crystal_system
+        )
+    if filters.min_frequency_gte is not None:
+        stmt = stmt.where(Verdict.min_frequency_thz >= filters.min_frequency_gte)
+    if filters.min_frequency_lte is not None:
+        stmt = stmt.where(Verdict.min_frequency_thz <= filters.min_frequency_lte)
+    return stmt
+
+
+def list_candidates(
+    session: Session, *, filters: CandidateFilters, sort: str = "id", offset: int = 0, limit: int = 50
+) -> tuple[list[tuple[Candidate, Screening | None, Verdict | None]], int]:
+    """One page of candidates with their latest screening and verdict, and the total count.
+
+    `sort` is a key of SORTS, prefixed with "-" for descending; ties break on id.
+    """
+    stmt = _candidate_query(filters)
+    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    column, _ = SORTS[sort.lstrip("-")]
+    order = column.desc() if sort.startswith("-") else column.asc()
+    # NULLs (no verdict yet) last either way, portably
+    rows = session.execute(
+        stmt.order_by(case((column.is_(None), 1), else_=0), order, Candidate.id).offset(offset).limit(limit)
+    ).all()
+    return [tuple(row) for row in rows], total
+
+
+def get_candidate_screening(
+    session: Session, *, candidate_id: int
+) -> tuple[Screening | None, Verdict | None]:
+    """The latest screening of a candidate and its verdict, if any."""
+    row = session.execute(
+        select(Screening, Verdict)
+        .outerjoin(Verdict, Verdict.screening_id == Screening.id)
+        .where(Screening.candidate_id == candidate_id)
+        .order_by(Screening.id.desc())
+        .limit(1)
+    ).first()
+    return (row[0], row[1]) if row else (None, None)
+
+
+def get_stability_report(
+    session: Session, *, group_by: GroupBy, batch_id: int | None = None
+) -> list[ReportRow]:
+    """The PhononBench-style table: per group, submitted / screened / relaxed / stable."""
+    gen = aliased(Generator)
+    key = {
+        "generator": func.coalesce(gen.name, literal("(none)")),
+        "crystal_system": func.coalesce(Verdict.crystal_system, Candidate.crystal_system, literal("(unknown)")),
+        "space_group": func.coalesce(Verdict.spacegroup_number, Candidate.spacegroup_number, literal(0)),
+    }[group_by]
+    stmt = (
+        select(
+            key.label("group"),
+            func.count(Candidate.id),
+            func.count(Verdict.id),
+            func.sum(case((Verdict.verdict.in_(("stable", "unstable")), 1), else_=0)),
+            func.sum(case((Verdict.verdict == "stable", 1), else_=0)),
+            func.sum(case((Verdict.stable_phononbench.is_(True), 1), else_=0)),
+        )
+        .select_from(Candidate)
+        .outerjoin(gen, gen.id == Candidate.generator_id)
+        .outerjoin(Screening, _latest_screening())
+        .outerjoin(Verdict, Verdict.screening_id == Screening.id)
+        .group_by(key)
+        .order_by(key)
+    )
+    if batch_id is not None:
+        stmt = stmt.where(Candidate.batch_id == batch_id)
+    return [
+        ReportRow(str(g), int(n), int(s or 0), int(r or 0), int(st or 0), int(pb or 0))
+        for g, n, s, r, st, pb in session.execute(stmt).all()
+    ]
+
+
+def get_batch(session: Session, *, batch_id: int) -> Batch | None:
+    return session.get(Batch, batch_id)
+
+
+def get_candidate(session: Session, *, candidate_id: int) -> Candidate | None:
+    return session.get(Candidate, candidate_id)
+
+

@@ -1,0 +1,36 @@
+"""The `screenings` table: one candidate x protocol x potential job and its life cycle."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from sqlalchemy import DateTime, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from models.base import Base, TimestampMixin
+from models.candidate import Candidate
+
+ScreeningStatus = Literal["queued", "running", "done", "failed"]
+STATUSES: tuple[str, ...] = ("queued", "running", "done", "failed")
+
+
+class Screening(TimestampMixin, Base):
+    __tablename__ = "screenings"
+    __table_args__ = (UniqueConstraint("candidate_id", "protocol", "potential"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    candidate_id: Mapped[int] = mapped_column(ForeignKey("candidates.id", ondelete="CASCADE"), index=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"), index=True)
+    protocol: Mapped[str] = mapped_column(String(32))
+    potential: Mapped[str] = mapped_column(String(256))  # as requested
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    attempts: Mapped[int] = mapped_column(default=0)
+    worker: Mapped[str | None] = mapped_column(String(256))  # hostname of the claiming worker
+    # the Celery task id that claimed it: a redelivered message (same id) may reclaim its own rows
+    task_id: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    error: Mapped[str | None] = mapped_column(Text)
+
+    candidate: Mapped[Candidate] = relationship()

@@ -1,0 +1,353 @@
+"""Read user structure files (any supported format, archives included) into validated StructureRecords."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import lzma
+import tarfile
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from workers.screening import ingest_formats as fmt
+from workers.screening.types import IngestError, StructureRecord
+
+if TYPE_CHECKING:
+    from pymatgen.core import Structure
+
+DEFAULT_MAX_ATOMS = 200
+DEFAULT_MAX_BYTES = 200_000_000  # decompressed bytes per source, archives and gzip included
+DEFAULT_MAX_STRUCTURES = 100_000
+MIN_DISTANCE_A = 0.5  # closer than this, two atoms are one atom twice (or a broken generator)
+MIN_CELL_WIDTH_A = 0.5  # a cell thinner than one atom is not a crystal
+
+_TEXT_FORMATS = {
+    "cif": fmt.parse_cif,
+    "poscar": fmt.parse_poscar,
+    "extxyz": fmt.parse_extxyz,
+    "json": fmt.parse_json,
+    "csv": fmt.parse_csv,
+}
+_SUFFIXES = {
+    ".cif": "cif", ".mcif": "cif", ".vasp": "poscar", ".poscar": "poscar", ".extxyz": "extxyz",
+    ".xyz": "extxyz", ".json": "json", ".csv": "csv", ".pt": "pt", ".pth": "pt", ".zip": "zip",
+    ".tar": "tar", ".tgz": "tar", ".tbz2": "tar", ".txz": "tar", ".gz": "gz", ".bz2": "bz2", ".xz": "xz",
+}  # fmt: skip
+_COMPRESSORS = {"gz": gzip.GzipFile, "bz2": bz2.BZ2File, "xz": lzma.LZMAFile}
+# Files that ride along in archives and directories of structures; skipped without a record.
+_IGNORED_SUFFIXES = {
+    ".txt", ".md", ".rst", ".pdf", ".png", ".jpg", ".jpeg", ".svg", ".gif", ".log", ".yaml",
+    ".yml", ".toml", ".ini", ".py", ".sh", ".ipynb", ".html", ".out", ".err",
+}  # fmt: skip
+
+
+@dataclass
+class _Budget:
+    """Limits shared by everything read from one source (hostile archives nest and repeat)."""
+
+    max_atoms: int
+    max_bytes: int
+    max_structures: int
+    bytes_used: int = 0
+    members_seen: int = 0
+
+
+def sniff_format(filename: str, head: bytes) -> str | None:
+    """Format of a file from its name, else from its first bytes; None when unknown."""
+    lower = PurePosixPath(filename.lower()).name
+    if lower.endswith((".tar.gz", ".tar.bz2", ".tar.xz")):
+        return "tar"
+    if lower.startswith(("poscar", "contcar")):
+        return "poscar"
+    suffix = PurePosixPath(lower).suffix
+    if suffix in _SUFFIXES:
+        return _SUFFIXES[suffix]
+    if head.startswith(b"\x1f\x8b"):
+        return "gz"
+    if head.startswith(b"BZh"):
+        return "bz2"
+    if head.startswith(b"\xfd7zXZ"):
+        return "xz"
+    if head.startswith(b"PK\x03\x04"):
+        return "pt" if b"data.pkl" in head[:512] else "zip"
+    if len(head) > 262 and head[257:262] == b"ustar":
+        return "tar"
+    text = head[:4096].decode("utf-8", errors="replace")
+    stripped = text.lstrip()
+    first = stripped.split("\n", 2)
+    if stripped.startswith(("{", "[")):
+        return "json"
+    if fmt._CIF_BLOCK.search(text):
+        return "cif"
+    if len(first) > 1 and first[0].strip().isdigit() and "lattice=" in first[1].lower():
+        return "extxyz"
+    if first and "cif" in [c.strip().lower() for c in first[0].split(",")]:
+        return "csv"
+    return None
+
+
+def validate_structure(
+    structure: Structure, *, max_atoms: int = DEFAULT_MAX_ATOMS, allowed_elements: frozenset[str] | None = None
+) -> IngestError | None:
+    """Why `structure` cannot be screened, or None. Cheap checks first: the site count is
+    checked before anything that scales with it."""
+    from pymatgen.core.periodic_table import DummySpecies
+
+    n = len(structure)
+    if n == 0:
+        return IngestError("empty", "structure has no sites")
+    if n > max_atoms:
+        return fmt._too_many(n, max_atoms)
+    matrix = np.asarray(structure.lattice.matrix, dtype=float)
+    if not (np.isfinite(matrix).all() and np.isfinite(structure.frac_coords).all()):
+        return IngestError("degenerate_cell", "lattice or coordinates contain NaN or infinity")
+    volume = abs(float(np.linalg.det(matrix)))
+    if volume < fmt.MIN_VOLUME_A3:
+        return IngestError("degenerate_cell", f"cell volume {volume:.3g} Å^3 is (nearly) zero")
+    for index, site in enumerate(structure):
+        if not site.is_ordered:
+            return IngestError("partial_occupancy", f"site {index} is disordered ({site.species}); only ordered structures can be screened")
+    species = structure.composition.keys()
+    dummies = sorted(str(sp) for sp in species if isinstance(sp, DummySpecies))
+    if dummies:
+        return IngestError("unsupported_element", f"not chemical elements: {', '.join(dummies)}")
+    if allowed_elements is not None:
+        symbols = {getattr(sp, "element", sp).symbol for sp in species}
+        missing = sorted(symbols - set(allowed_elements))
+        if missing:
+            return IngestError("unsupported_element", f"elements not supported by the potential: {', '.join(missing)}")
+    width = _min_cell_width(matrix, volume)
+    if width < MIN_CELL_WIDTH_A:
+        # A skewed but valid basis can be thin; judge the reduced cell, and search in it too
+        # (neighbour search over a thin cell would enumerate thousands of images).
+        matrix = np.asarray(structure.lattice.lll_matrix)
+        width = _min_cell_width(matrix, volume)
+        if width < MIN_CELL_WIDTH_A:
+            return IngestError("degenerate_cell", f"cell is {width:.3g} Å thin in one direction")
+        structure = structure.get_reduced_structure("LLL")
+    return _overlap(structure)
+
+
+def _min_cell_width(matrix: np.ndarray, volume: float) -> float:
+    """Smallest distance between opposite faces of the cell, in Å."""
+    cross = [np.cross(matrix[1], matrix[2]), np.cross(matrix[2], matrix[0]), np.cross(matrix[0], matrix[1])]
+    return volume / max(float(np.linalg.norm(c)) for c in cross)
+
+
+def _overlap(structure: Structure) -> IngestError | None:
+    centers, points, _images, distances = structure.get_neighbor_list(MIN_DISTANCE_A)
+    if len(distances) == 0:
+        return None
+    k = int(np.argmin(distances))
+    i, j, d = int(centers[k]), int(points[k]), float(distances[k])
+    if i == j:
+        return IngestError("degenerate_cell", f"site {i} ({structure[i].species_string}) is {d:.3f} Å from its own periodic image")
+    a, b = sorted((i, j))
+    return IngestError(
+        "overlapping_atoms",
+        f"sites {a} ({structure[a].species_string}) and {b} ({structure[b].species_string}) are {d:.3f} Å apart, below {MIN_DISTANCE_A} Å",
+    )
+
+
+def _read_capped(stream: io.RawIOBase | io.BufferedIOBase, budget: _Budget) -> bytes | None:
+    """Read a decompressing stream up to what the budget still allows; None if it holds more."""
+    room = budget.max_bytes - budget.bytes_used
+    data = stream.read(room + 1)
+    if len(data) > room:
+        return None
+    budget.bytes_used += len(data)
+    return data
+
+
+def _too_large(budget: _Budget) -> IngestError:
+    return IngestError("too_large", f"more than {budget.max_bytes} bytes once decompressed; the rest was not read")
+
+
+def _unsafe_member(member: str) -> bool:
+    parts = PurePosixPath(member.replace("\\", "/")).parts
+    return member.startswith(("/", "\\")) or ".." in parts or (len(member) > 1 and member[1] == ":")
+
+
+def _skipped_member(member: str) -> bool:
+    parts = PurePosixPath(member.replace("\\", "/")).parts
+    return not parts or "__MACOSX" in parts or any(p.startswith(".") and p not in (".", "..") for p in parts)
+
+
+def _iter_zip(data: bytes, name: str, budget: _Budget) -> Iterator[fmt.Item]:
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        infos = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        yield name, fmt._parse_error(f"unreadable zip: {exc}")
+        return
+    for info in infos:
+        if info.is_dir() or _skipped_member(info.filename):
+            continue
+        yield from _iter_member(info.filename, name, budget, lambda: archive.open(info), info.file_size)
+        if budget.bytes_used >= budget.max_bytes:
+            return
+
+
+def _iter_tar(data: bytes, name: str, budget: _Budget) -> Iterator[fmt.Item]:
+    try:
+        # Iterate lazily: getmembers() would decompress a whole bomb just to list it.
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as archive:
+            for member in archive:
+                if not member.isfile() or _skipped_member(member.name):
+                    continue  # links, devices, directories: nothing a structure lives in
+                yield from _iter_member(member.name, name, budget, lambda: archive.extractfile(member), member.size)
+                if budget.bytes_used >= budget.max_bytes:
+                    return
+    except (tarfile.TarError, OSError, EOFError, lzma.LZMAError) as exc:
+        yield name, fmt._parse_error(f"unreadable tar archive: {exc}")
+
+
+def _iter_member(member: str, name: str, budget: _Budget, opener, declared_size: int) -> Iterator[fmt.Item]:
+    """One archive member: refuse unsafe or oversized ones, parse the rest (no nested archives)."""
+    label = f"{name}:{member}"
+    budget.members_seen += 1
+    if budget.members_seen > budget.max_structures:
+        budget.bytes_used = budget.max_bytes  # stops the archive loop
+        yield label, IngestError("too_large", f"archive has more than {budget.max_structures} members; the rest was not read")
+        return
+    if _unsafe_member(member):
+        yield label, IngestError("unsupported_format", "archive member with an absolute or '..' path refused")
+        return
+    kind = sniff_format(member, b"")
+    if kind is None and PurePosixPath(member.lower()).suffix in _IGNORED_SUFFIXES:
+        return
+    if kind in ("zip", "tar"):
+        yield label, IngestError("unsupported_format", "archives inside archives are not read")
+        return
+    if declared_size > budget.max_bytes - budget.bytes_used:
+        budget.bytes_used = budget.max_bytes
+        yield label, _too_large(budget)
+        return
+    try:
+        with opener() as stream:
+            content = _read_capped(stream, budget)
+    except (zipfile.BadZipFile, tarfile.TarError, OSError, RuntimeError, EOFError, ValueError) as exc:
+        yield label, fmt._parse_error(f"unreadable archive member: {exc}")
+        return
+    if content is None:
+        budget.bytes_used = budget.max_bytes
+        yield label, _too_large(budget)
+        return
+    yield from _iter_data(content, member, label, budget, in_archive=True)
+
+
+def _iter_data(data: bytes, filename: str, name: str, budget: _Budget, *, in_archive: bool = False) -> Iterator[fmt.Item]:
+    """Structures of one file's bytes; `filename` picks the format, `name` prefixes the names."""
+    kind = sniff_format(filename, data[:4096])
+    if kind in _COMPRESSORS:
+        with _COMPRESSORS[kind](fileobj=io.BytesIO(data)) as stream:
+            try:
+                inner = _read_capped(stream, budget)
+            except (OSError, EOFError, lzma.LZMAError) as exc:
+                yield name, fmt._parse_error(f"cannot decompress: {exc}")
+                return
+        if inner is None:
+            yield name, _too_large(budget)
+            return
+        stem = filename[: filename.rfind(".")] if "." in filename else filename
+        yield from _iter_data(inner, stem, name, budget, in_archive=in_archive)
+    elif kind in ("zip", "tar") and not in_archive:
+        yield from (_iter_zip if kind == "zip" else _iter_tar)(data, name, budget)
+    elif kind == "pt":
+        yield from fmt.parse_pt(data, name=name, max_atoms=budget.max_atoms)
+    elif kind in _TEXT_FORMATS:
+        text = data.decode("utf-8", errors="replace")
+        yield from _TEXT_FORMATS[kind](text, name=name, max_atoms=budget.max_atoms)
+    else:
+        yield name, IngestError("unsupported_format", f"cannot tell the format of {PurePosixPath(filename).name!r}")
+
+
+def _collect(
+    items: Iterator[fmt.Item], *, source: str, name: str, budget: _Budget, allowed_elements: frozenset[str] | None
+) -> list[StructureRecord]:
+    """Validate parsed items into records with unique names, stopping at the structure cap."""
+    records: list[StructureRecord] = []
+    seen: set[str] = set()
+    for item_name, item in items:
+        index = len(records)
+        if index >= budget.max_structures:
+            error = IngestError("too_large", f"more than {budget.max_structures} structures; the rest were not read")
+            records.append(StructureRecord(name=f"{name}#{index}", source=source, index=index, error=error))
+            break
+        if item_name in seen:
+            item_name = f"{item_name}#{index}"
+        seen.add(item_name)
+        if isinstance(item, IngestError):
+            records.append(StructureRecord(name=item_name, source=source, index=index, error=item))
+            continue
+        error = validate_structure(item, max_atoms=budget.max_atoms, allowed_elements=allowed_elements)
+        structure = None if error else item
+        records.append(StructureRecord(name=item_name, source=source, index=index, structure=structure, error=error))
+    if not records:
+        error = IngestError("empty", "no structures found")
+        records.append(StructureRecord(name=name, source=source, index=0, error=error))
+    return records
+
+
+def read_bytes(
+    data: bytes,
+    filename: str,
+    *,
+    max_atoms: int = DEFAULT_MAX_ATOMS,
+    allowed_elements: frozenset[str] | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_structures: int = DEFAULT_MAX_STRUCTURES,
+) -> list[StructureRecord]:
+    """Structures in an uploaded file's bytes (format from `filename`, else content); one record
+    per structure, per-structure problems as `record.error`, never raised."""
+    name = PurePosixPath(filename.replace("\\", "/")).name or "upload"
+    budget = _Budget(max_atoms=max_atoms, max_bytes=max_bytes, max_structures=max_structures)
+    if len(data) > max_bytes:
+        items: Iterator[fmt.Item] = iter([(name, IngestError("too_large", f"{len(data)} bytes, more than {max_bytes}"))])
+    else:
+        items = _iter_data(data, name, name, budget)
+    return _collect(items, source=filename, name=name, budget=budget, allowed_elements=allowed_elements)
+
+
+def read_structures(
+    path: str | Path,
+    *,
+    max_atoms: int = DEFAULT_MAX_ATOMS,
+    allowed_elements: frozenset[str] | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_structures: int = DEFAULT_MAX_STRUCTURES,
+) -> list[StructureRecord]:
+    """Structures in a file or a directory of files (recursively, known formats only, named by
+    relative path). Raises FileNotFoundError for a missing path, nothing for bad content."""
+    path = Path(path)
+    budget = _Budget(max_atoms=max_atoms, max_bytes=max_bytes, max_structures=max_structures)
+    if path.is_dir():
+        items = _iter_directory(path, budget)
+        return _collect(items, source=str(path), name=path.name, budget=budget, allowed_elements=allowed_elements)
+    size = path.stat().st_size
+    if size > max_bytes:
+        items = iter([(path.name, IngestError("too_large", f"{size} bytes, more than {max_bytes}"))])
+    else:
+        items = _iter_data(path.read_bytes(), path.name, path.name, budget)
+    return _collect(items, source=str(path), name=path.name, budget=budget, allowed_elements=allowed_elements)
+
+
+def _iter_directory(root: Path, budget: _Budget) -> Iterator[fmt.Item]:
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        relative = file.relative_to(root).as_posix()
+        if _skipped_member(relative):
+            continue
+        if sniff_format(relative, b"") is None and file.suffix.lower() in _IGNORED_SUFFIXES:
+            continue
+        size = file.stat().st_size
+        if size > budget.max_bytes - budget.bytes_used:
+            yield relative, _too_large(budget)
+            return
+        budget.bytes_used += size
+        yield from _iter_data(file.read_bytes(), relative, relative, budget)

@@ -1,0 +1,146 @@
+"""`phononscreen screen`: help, bad inputs, an unavailable potential, and a real end-to-end run."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from app.cli import main
+
+SI_CIF = """data_Si
+_symmetry_space_group_name_H-M   'P 1'
+_cell_length_a   3.8669
+_cell_length_b   3.8669
+_cell_length_c   3.8669
+_cell_angle_alpha   60.0
+_cell_angle_beta   60.0
+_cell_angle_gamma   60.0
+_symmetry_Int_Tables_number   1
+loop_
+ _symmetry_equiv_pos_as_xyz
+  'x, y, z'
+loop_
+ _atom_site_label
+ _atom_site_type_symbol
+ _atom_site_fract_x
+ _atom_site_fract_y
+ _atom_site_fract_z
+ _atom_site_occupancy
+  Si0  Si  0.00  0.00  0.00  1
+  Si1  Si  0.25  0.25  0.25  1
+"""
+
+
+def _csv_rows(out: Path) -> list[dict[str, str]]:
+    with (out / "results.csv").open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_help_explains_every_option() -> None:
+    result = CliRunner().invoke(main, ["screen", "--help"])
+    assert result.exit_code == 0, result.output
+    text = result.output
+    for option in ("--protocol", "--potential", "--potential-checkpoint", "--device", "--out",
+                   "--max-atoms", "--limit", "--generator"):
+        assert option in text
+    for word in ("phononbench", "mattersim-v1.0.0-5m", "sevennet-0", "Examples:", "results.csv",
+                 "results.jsonl", "relaxed/", "plots/", "summary.json", "skips"):
+        assert word in text
+
+
+def test_bad_file_is_a_failed_row_and_exit_0(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.cif"
+    bad.write_text("data_x\n_cell_length_a nonsense\nthis is not a crystal\n")
+    close = tmp_path / "close.cif"
+    close.write_text(SI_CIF.replace("0.25  0.25  0.25", "0.01  0.01  0.01"))  # 0.07 Å apart
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        main, ["screen", str(bad), str(close), "--potential", "sevennet-0", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    rows = {r["name"]: r for r in _csv_rows(out)}
+    assert rows["broken.cif"]["verdict"] == "failed"
+    assert rows["broken.cif"]["reason"]
+    assert rows["close.cif"]["verdict"] == "failed"
+    assert "overlapping_atoms" in rows["close.cif"]["reason"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"]["failed"] == 2 and summary["stable_rate"] == 0.0
+    assert "failed" in result.output  # the summary table is printed
+
+
+def test_named_mattersim_without_weights_fails_with_how_to(tmp_path: Path, monkeypatch) -> None:
+    from workers.screening.potentials import clear_potential_cache
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    clear_potential_cache()
+    cif = tmp_path / "Si.cif"
+    cif.write_text(SI_CIF)
+    result = CliRunner().invoke(
+        main, ["screen", str(cif), "--potential", "mattersim-v1.0.0-5m", "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code != 0
+    assert "mattersim-v1.0.0-5m" in result.output and "--potential-checkpoint" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "o" / "results.jsonl").exists()  # nothing screened with another model
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    runner = CliRunner()
+    missing = runner.invoke(main, ["screen", str(tmp_path / "nope.cif")])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+    ckpt = tmp_path / "w.pth"
+    ckpt.write_bytes(b"x")
+    cif = tmp_path / "Si.cif"
+    cif.write_text(SI_CIF)
+    wrong = runner.invoke(
+        main, ["screen", str(cif), "--potential", "sevennet-0", "--potential-checkpoint", str(ckpt)]
+    )
+    assert wrong.exit_code == 2 and "only to MatterSim" in wrong.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "README.md").write_text("no structures here")
+    none = runner.invoke(main, ["screen", str(empty), "--potential", "sevennet-0",
+                                "--out", str(tmp_path / "o")])
+    assert none.exit_code == 2 and "no structure" in none.output
+
+
+@pytest.mark.slow
+def test_end_to_end_si_then_rerun_skips(tmp_path: Path) -> None:
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    (inputs / "Si.cif").write_text(SI_CIF)
+    (inputs / "notes.md").write_text("ignored")
+    out = inputs / "out"  # inside the input folder: must not be screened on the re-run
+    args = ["screen", str(inputs), "--potential", "sevennet-0", "--out", str(out),
+            "--generator", "textbook"]
+    runner = CliRunner()
+    first = runner.invoke(main, args)
+    assert first.exit_code == 0, first.output
+    rows = _csv_rows(out)
+    assert [(r["name"], r["verdict"]) for r in rows] == [("Si.cif", "stable")]
+    row = rows[0]
+    assert row["potential"] == "sevennet-0" and row["protocol"] == "default"
+    assert row["generator"] == "textbook" and row["spacegroup_after"].endswith("(227)")
+    assert float(row["min_frequency_thz"]) > -0.05
+    line = json.loads((out / "results.jsonl").read_text())
+    for rel in ("relaxed_cif", "plot", "bands"):
+        assert (out / line["files"][rel]).stat().st_size > 100
+    assert (out / line["files"]["plot"]).read_bytes().startswith(b"\x89PNG")
+    for name in ("summary.json", "summary.txt", "results.csv"):
+        assert (out / name).is_file()
+    assert "cubic" in (out / "summary.txt").read_text()
+
+    start = time.perf_counter()
+    second = runner.invoke(main, args)
+    assert second.exit_code == 0, second.output
+    assert time.perf_counter() - start < 20
+    assert "1 already done" in second.output and "screening 0" in second.output
+    assert len((out / "results.jsonl").read_text().splitlines()) == 1
+    assert len(_csv_rows(out)) == 1

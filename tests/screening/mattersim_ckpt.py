@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 def write_random_mattersim_checkpoint(path: str | Path, *, seed: int = 0) -> Path:
-    """Save a tiny randomly initialised M3GNet with MatterSim's `Potential.save` and return the path.
+    """Save a tiny randomly initialised M3GNet with MatterSim's `Potential.save`; return the path.
 
     Same keys as the released checkpoints (model_name, model_args, model, optimizer, ema, ...),
     so MatterSim's loader reads it exactly as it reads the real weights; the sizes are small so

@@ -100,7 +100,10 @@ def test_missing_checkpoint_path_is_unavailable(offline_home: Path) -> None:
 
 @pytest.mark.parametrize(
     ("name", "file_name"),
-    [("mattersim-v1.0.0-5m", "mattersim-v1.0.0-5M.pth"), ("mattersim-v1.0.0-1m", "mattersim-v1.0.0-1M.pth")],
+    [
+        ("mattersim-v1.0.0-5m", "mattersim-v1.0.0-5M.pth"),
+        ("mattersim-v1.0.0-1m", "mattersim-v1.0.0-1M.pth"),
+    ],
 )
 def test_explicit_mattersim_without_weights_fails_with_how_to(
     offline_home: Path, name: str, file_name: str
@@ -145,11 +148,12 @@ def test_mattersim_stress_is_ase_convention(offline_home: Path, random_ckpt: Pat
 
 
 def test_auto_without_mattersim_falls_back_to_sevennet_with_warning(offline_home: Path) -> None:
-    with pytest.warns(PotentialFallbackWarning, match="sevennet-0"):
+    with pytest.warns(PotentialFallbackWarning, match="--potential-checkpoint"):
         pot = load_potential("auto", device="cpu")
     assert pot.info.name == "sevennet-0"
     assert pot.info.requested == "auto"
     assert pot.info.warning is not None and "MatterSim" in pot.info.warning
+    assert "sevennet-0" in pot.info.warning
     with warnings.catch_warnings():
         warnings.simplefilter("error", PotentialFallbackWarning)  # once per process, not per call
         assert load_potential("auto", device="cpu") is pot
@@ -160,7 +164,8 @@ def test_auto_without_mattersim_falls_back_to_sevennet_with_warning(offline_home
 
 
 def test_auto_uses_mattersim_from_its_cache_folder(offline_home: Path) -> None:
-    ckpt = write_random_mattersim_checkpoint(offline_home / CACHE_SUBDIR / "mattersim-v1.0.0-5M.pth")
+    cache = offline_home / CACHE_SUBDIR
+    ckpt = write_random_mattersim_checkpoint(cache / "mattersim-v1.0.0-5M.pth")
     with warnings.catch_warnings():
         warnings.simplefilter("error", PotentialFallbackWarning)
         pot = load_potential("auto", device="cpu")
@@ -168,7 +173,8 @@ def test_auto_uses_mattersim_from_its_cache_folder(offline_home: Path) -> None:
     assert pot.info.requested == "auto" and pot.info.warning is None
     assert pot.info.checkpoint == "mattersim-v1.0.0-5M.pth"
     assert pot.info.checkpoint_sha256 == sha256(ckpt)
-    assert load_potential("mattersim-v1.0.0-5m", device="cpu").info.checkpoint_sha256 == sha256(ckpt)
+    explicit = load_potential("mattersim-v1.0.0-5m", device="cpu")
+    assert explicit.info.checkpoint_sha256 == sha256(ckpt)
     # The 1M model is a different file and is still missing.
     with pytest.raises(PotentialUnavailableError):
         load_potential("mattersim-v1.0.0-1m", device="cpu")
@@ -187,7 +193,8 @@ def test_cache_returns_the_same_object() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "package", "n_elements"), [("sevennet-0", "sevenn", 89), ("chgnet-0.3.0", "chgnet", 94)]
+    ("name", "package", "n_elements"),
+    [("sevennet-0", "sevenn", 89), ("chgnet-0.3.0", "chgnet", 94)],
 )
 def test_real_potentials_on_silicon(name: str, package: str, n_elements: int) -> None:
     pot = load_potential(name, device="cpu")
@@ -214,3 +221,40 @@ def test_real_potentials_on_silicon(name: str, package: str, n_elements: int) ->
     np.testing.assert_allclose(
         stress, finite_difference_stress(atoms, pot.new_calculator()), atol=2e-4
     )
+
+
+@pytest.mark.slow
+def test_screen_one_structure_with_random_mattersim(
+    offline_home: Path, random_ckpt: Path
+) -> None:
+    """End to end through the pipeline: provenance names MatterSim and the file that ran."""
+    from typing import get_args
+
+    from pymatgen.core import Lattice, Structure
+
+    from workers.screening.pipeline import screen_structures
+    from workers.screening.protocols import get_protocol
+    from workers.screening.types import ScreeningResult, StructureRecord, Verdict
+
+    silicon = Structure(
+        Lattice.cubic(5.43), ["Si"] * 8,
+        [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5],
+         [0.25, 0.25, 0.25], [0.75, 0.75, 0.25], [0.75, 0.25, 0.75], [0.25, 0.75, 0.75]],
+    )  # fmt: skip
+    record = StructureRecord(name="si.cif", source="si.cif", index=0, structure=silicon)
+    # Random weights: keep the relax short and skip the larger confirmation supercell.
+    protocol = get_protocol(
+        "default", relax_steps_per_cycle=50, relax_max_cycles=1, confirm_weak_incommensurate=False
+    )
+    pot = load_potential("mattersim-v1.0.0-5m", device="cpu", checkpoint=random_ckpt)
+
+    seen: list[ScreeningResult] = []
+    (result,) = screen_structures([record], protocol=protocol, potential=pot, progress=seen.append)
+
+    assert isinstance(result, ScreeningResult)
+    assert [r.name for r in seen] == ["si.cif"]
+    assert result.name == "si.cif"
+    assert result.verdict in get_args(Verdict)
+    assert result.provenance.potential.name.startswith("mattersim")
+    assert result.provenance.potential.checkpoint_sha256 == sha256(random_ckpt)
+    assert result.provenance.protocol == "default"

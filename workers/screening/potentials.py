@@ -1,8 +1,9 @@
-"""The potential registry: resolve a name to an ASE calculator with its provenance, once per process."""
+"""Potential registry: a name -> an ASE calculator plus provenance, loaded once per process."""
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import threading
 import warnings
 from collections.abc import Callable
@@ -99,7 +100,8 @@ def load_potential(
     with _LOCK:  # one load per key even when threads ask at once
         if key not in _CACHE:
             if warning:
-                warnings.warn(warning, PotentialFallbackWarning, stacklevel=2)
+                how_to = missing_weights_message(AUTO_PREFERRED, fallback=False)
+                warnings.warn(f"{warning}. {how_to}", PotentialFallbackWarning, stacklevel=2)
             _CACHE[key] = _load(resolved, requested=name, device=dev, path=path, warning=warning)
         return _CACHE[key]
 
@@ -130,12 +132,13 @@ def _resolve(name: str, checkpoint: str | Path | None) -> tuple[str, Path | None
         return name, path, None
     if name == "auto":
         path = find_mattersim_checkpoint(AUTO_PREFERRED)
-        if path is not None:
+        if path is not None and importlib.util.find_spec("mattersim") is not None:
             return AUTO_PREFERRED, path, None
+        # Short, because every verdict stores it; the how-to is printed once, with the warning.
         return AUTO_FALLBACK, None, (
             f"potential 'auto' resolved to {AUTO_FALLBACK!r}: MatterSim weights "
-            f"({MATTERSIM_FILES[AUTO_PREFERRED]}) are not on this machine, so these verdicts are "
-            f"SevenNet-0's, not MatterSim's (the reference). {missing_weights_message(AUTO_PREFERRED)}"
+            f"({MATTERSIM_FILES[AUTO_PREFERRED]}) are not on this machine, so this verdict is "
+            "SevenNet-0's, not MatterSim's (the reference)"
         )
     return name, None, None
 
@@ -183,7 +186,8 @@ def _load_model(name: str, *, device: str, path: Path | None) -> _Model:
         # Pretrained weights are named by file so provenance does not depend on $HOME; a
         # user-supplied file keeps its path. The checksum identifies the weights either way.
         cached = find_mattersim_checkpoint(name)
-        label = path.name if cached is not None and cached.resolve() == path.resolve() else str(path)
+        in_cache = cached is not None and cached.resolve() == path.resolve()
+        label = path.name if in_cache else str(path)
     elif name == "sevennet-0":
         factory, elements, pkg, path = _load_sevennet(device=device)
         label = "sevenn:" + "/".join(path.parts[-2:])
@@ -232,7 +236,7 @@ def _load_chgnet(*, device: str) -> tuple[Callable[[], Calculator], frozenset[st
     model = CHGNet.load(model_name="0.3.0", use_device=device, verbose=False)
 
     def make_calculator() -> Calculator:
-        # CHGNet predicts GPa; stress_weight=GPa gives ASE's eV/Å^3. Its __init__ prints the device.
+        # CHGNet predicts GPa; stress_weight=GPa gives ASE's eV/Å^3. Its __init__ prints a line.
         with contextlib.redirect_stdout(io.StringIO()):
             return CHGNetCalculator(model=model, use_device=device, stress_weight=GPa)
 

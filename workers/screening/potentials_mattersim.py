@@ -27,24 +27,24 @@ def mattersim_cache_dir() -> Path:
 
 
 def find_mattersim_checkpoint(name: str) -> Path | None:
-    """The cached pretrained checkpoint of registry `name`, or None when it is not on this machine."""
+    """The cached pretrained checkpoint of registry `name`, or None when it is not here."""
     path = mattersim_cache_dir() / MATTERSIM_FILES[name]
     return path if path.is_file() else None
 
 
-def missing_weights_message(name: str) -> str:
+def missing_weights_message(name: str, *, fallback: bool = True) -> str:
     """The one message that tells a user how to get MatterSim weights onto an offline machine."""
     file_name = MATTERSIM_FILES[name]
     return (
-        f"potential {name!r}: checkpoint {file_name} not found in {mattersim_cache_dir()} and it is "
-        "never downloaded implicitly. Get the weights in one of these ways: "
+        f"potential {name!r}: checkpoint {file_name} not found in {mattersim_cache_dir()} "
+        "and it is never downloaded implicitly. Get the weights in one of these ways: "
         "(1) on a machine with internet run "
         f"`python -c \"from mattersim.forcefield.potential import Potential; "
         f"Potential.from_checkpoint('{name}', load_training_state=False)\"` "
         f"and copy ~/.local/mattersim/pretrained_models/{file_name} to the same folder here; "
         "(2) download it from https://github.com/microsoft/mattersim/tree/main/pretrained_models "
-        "and pass its path with `--potential-checkpoint PATH`; "
-        "or choose another potential (`--potential sevennet-0`)."
+        "and pass its path with `--potential-checkpoint PATH`"
+        + ("; or choose another potential (`--potential sevennet-0`)." if fallback else ".")
     )
 
 

@@ -25,7 +25,7 @@ DEFAULT_MAX_ATOMS = 200
 DEFAULT_MAX_BYTES = 200_000_000  # decompressed bytes per source, archives and gzip included
 DEFAULT_MAX_STRUCTURES = 100_000
 MIN_DISTANCE_A = 0.5  # closer than this, two atoms are one atom twice (or a broken generator)
-MIN_CELL_WIDTH_A = 0.5  # a cell thinner than one atom is not a crystal
+MIN_CELL_WIDTH_A = 0.1  # thinner, and the neighbour search below would enumerate huge image counts
 
 _TEXT_FORMATS = {
     "cif": fmt.parse_cif,
@@ -122,22 +122,21 @@ def validate_structure(
         missing = sorted(symbols - set(allowed_elements))
         if missing:
             return IngestError("unsupported_element", f"elements not supported by the potential: {', '.join(missing)}")
-    width = _min_cell_width(matrix, volume)
+    width = _min_cell_width(matrix)
     if width < MIN_CELL_WIDTH_A:
         # A skewed but valid basis can be thin; judge the reduced cell, and search in it too
         # (neighbour search over a thin cell would enumerate thousands of images).
         matrix = np.asarray(structure.lattice.lll_matrix)
-        width = _min_cell_width(matrix, volume)
+        width = _min_cell_width(matrix)
         if width < MIN_CELL_WIDTH_A:
             return IngestError("degenerate_cell", f"cell is {width:.3g} Å thin in one direction")
         structure = structure.get_reduced_structure("LLL")
     return _overlap(structure)
 
 
-def _min_cell_width(matrix: np.ndarray, volume: float) -> float:
-    """Smallest distance between opposite faces of the cell, in Å."""
-    cross = [np.cross(matrix[1], matrix[2]), np.cross(matrix[2], matrix[0]), np.cross(matrix[0], matrix[1])]
-    return volume / max(float(np.linalg.norm(c)) for c in cross)
+def _min_cell_width(matrix: np.ndarray) -> float:
+    """Smallest distance between opposite faces of the cell, in Å (1/|reciprocal vector|)."""
+    return float(1.0 / np.linalg.norm(np.linalg.inv(matrix), axis=0).max())
 
 
 def _overlap(structure: Structure) -> IngestError | None:

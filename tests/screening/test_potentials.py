@@ -181,9 +181,12 @@ def test_auto_uses_mattersim_from_its_cache_folder(offline_home: Path) -> None:
 
 
 def test_cache_returns_the_same_object() -> None:
+    import torch
+
     first = load_potential("sevennet-0", device="auto")
-    assert first.info.device == "cpu"  # no GPU on the test machine
-    assert load_potential("sevennet-0", device="cpu") is first
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    assert first.info.device == device
+    assert load_potential("sevennet-0", device=device) is first
     assert isinstance(first, LoadedPotential)
     fresh = first.new_calculator()
     assert fresh is not first.calculator
@@ -255,6 +258,8 @@ def test_screen_one_structure_with_random_mattersim(
     assert [r.name for r in seen] == ["si.cif"]
     assert result.name == "si.cif"
     assert result.verdict in get_args(Verdict)
+    # Any verdict is physics of random weights; "failed" would mean the pipeline broke on MatterSim.
+    assert result.verdict != "failed", result.reason
     assert result.provenance.potential.name.startswith("mattersim")
     assert result.provenance.potential.checkpoint_sha256 == sha256(random_ckpt)
     assert result.provenance.protocol == "default"

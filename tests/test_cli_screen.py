@@ -144,3 +144,21 @@ def test_end_to_end_si_then_rerun_skips(tmp_path: Path) -> None:
     assert "1 already done" in second.output and "screening 0" in second.output
     assert len((out / "results.jsonl").read_text().splitlines()) == 1
     assert len(_csv_rows(out)) == 1
+
+
+def test_auto_without_mattersim_falls_back_with_a_stored_warning(tmp_path: Path, monkeypatch) -> None:
+    from workers.screening.potentials import clear_potential_cache
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    clear_potential_cache()
+    bad = tmp_path / "broken.cif"
+    bad.write_text("not a cif\n")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["screen", str(bad), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "warning: potential 'auto' resolved to 'sevennet-0'" in result.output
+    (row,) = _csv_rows(out)
+    assert row["potential"] == "sevennet-0"
+    assert row["warnings"] == "potential fallback (potential 'auto' resolved to 'sevennet-0')"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["warnings"] == {"potential: potential 'auto' resolved to 'sevennet-0'": 1}

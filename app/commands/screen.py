@@ -173,6 +173,7 @@ def screen(
     wanted = {key_of(r.name) for r in records}
     rows = [row for row in out.read_rows() if row_key(row) in wanted]
     summary = out.write_tables(rows=rows)
+    click.echo(f"\nSummary ({len(rows)} structures, protocol {settings.name}, potential {loaded.info.name})")
     click.echo(format_summary(summary), nl=False)
     click.echo(
         f"\n{n_stable} of {len(todo)} screened now are stable. Results in {out.root}/ "

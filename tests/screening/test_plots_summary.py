@@ -149,13 +149,14 @@ def test_summary_counts_and_rates() -> None:
 
 
 def test_summary_potential_warnings_and_empty() -> None:
-    rows = [_row("stable", pot_warning="auto fell back"), _row("unstable", pot_warning="auto fell back")]
+    text = "potential 'auto' resolved to 'sevennet-0': MatterSim weights are not here"
+    rows = [_row("stable", pot_warning=text, warn=[text]), _row("unstable", pot_warning=text)]
     s = summarize_results(rows)
-    assert s["warnings"] == {"potential: auto fell back": 2}
+    assert s["warnings"] == {"potential: potential 'auto' resolved to 'sevennet-0'": 2}
     assert s["by_potential"]["sevennet-0"]["stable_rate"] == 0.5
     empty = summarize_results([])
     assert empty["n"] == 0 and empty["stable_rate"] is None
-    assert "all" in format_summary(empty)
+    assert "all structures" in format_summary(empty)
 
 
 def _result(name: str, *, protocol=DEFAULT, potential="sevennet-0", bands=None) -> ScreeningResult:
@@ -200,7 +201,7 @@ def test_output_folder_skip_logic(tmp_path: Path, nacl_bands: BandData) -> None:
     csv_lines = (out.root / "results.csv").read_text().splitlines()
     assert csv_lines[0].startswith("name,verdict,reason,")
     assert len(csv_lines) == 4
-    assert (out.root / "summary.txt").read_text().startswith("all")
+    assert (out.root / "summary.txt").read_text().startswith("overall")
     assert json.loads((out.root / "summary.json").read_text())["counts"]["stable"] == 3
 
 

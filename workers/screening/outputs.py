@@ -93,9 +93,11 @@ def flatten_row(row: Mapping[str, Any]) -> dict[str, Any]:
     prov = row.get("provenance") or {}
     timings = row.get("timings_s") or {}
     total = timings.get("total", sum(v for v in timings.values() if isinstance(v, (int, float))))
-    warnings = list(row.get("warnings") or [])
-    if (prov.get("potential") or {}).get("warning"):
-        warnings.append("potential fallback (auto -> " + prov["potential"]["name"] + ")")
+    # The fallback warning is a paragraph (with how to get MatterSim); a cell needs the gist.
+    pot_warning = (prov.get("potential") or {}).get("warning")
+    warnings = [w for w in row.get("warnings") or [] if w != pot_warning]
+    if pot_warning:
+        warnings.insert(0, f"potential fallback ({pot_warning.split(':', 1)[0]})")
     flat = {
         "name": row.get("name"),
         "verdict": row.get("verdict"),

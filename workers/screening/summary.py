@@ -118,9 +118,10 @@ def summarize_results(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     for row in rows:
         pot_warning = _potential(row).get("warning")
         if pot_warning:
-            warnings[f"potential: {pot_warning}"] += 1
+            warnings[f"potential: {_warning_key(pot_warning)}"] += 1
         for text in row.get("warnings") or ():
-            warnings[_warning_key(str(text))] += 1
+            if text != pot_warning:  # the pipeline repeats it per structure: count it once
+                warnings[_warning_key(str(text))] += 1
     summary["warnings"] = dict(warnings.most_common())
     return summary
 
@@ -148,7 +149,7 @@ def _table(title: str, groups: Mapping[str, Mapping[str, Any]], *, symbol: bool 
 
 def format_summary(summary: Mapping[str, Any]) -> str:
     """Readable text tables of `summarize_results(...)`: overall, then each grouping."""
-    lines = _table("all", {"all": summary})
+    lines = _table("overall", {"all structures": summary})
     extra = []
     if summary.get("unstable_reasons"):
         reasons = ", ".join(f"{k} {v}" for k, v in summary["unstable_reasons"].items())

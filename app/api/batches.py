@@ -1,0 +1,134 @@
+"""Routes for batches: submit structures (multipart or JSON) and follow a batch's progress."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+
+from app.api.deps import BatchDep, CeleryDep, SessionDep, SettingsDep, StoreDep
+from app.config import Settings
+from app.queue import enqueue_screenings
+from app.schemas import BatchCounts, BatchCreated, BatchJSONIn, BatchOut, Problem
+from app.submissions import Submission, SubmissionRejected, register_batch
+from models.batch import Batch
+from models.queries import count_batch
+from workers.screening.potentials import POTENTIAL_NAMES
+from workers.screening.protocols import PROTOCOLS
+
+router = APIRouter(prefix="/batches", tags=["batches"])
+
+_MULTIPART_SCHEMA = {
+    "type": "object",
+    "required": ["files"],
+    "properties": {
+        "files": {"type": "array", "items": {"type": "string", "format": "binary"},
+                  "description": "Structure files: CIF, POSCAR, extxyz, pymatgen JSON, CSV with a cif column, "
+                                 "zip/tar.gz of these, CDVAE/DiffCSP eval_gen.pt. Repeat the field for several."},
+        "generator": {"type": "string"},
+        "protocol": {"type": "string", "enum": sorted(PROTOCOLS)},
+        "potential": {"type": "string", "enum": list(POTENTIAL_NAMES)},
+    },
+}
+_OPENAPI_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {"schema": _MULTIPART_SCHEMA},
+            "application/json": {"schema": BatchJSONIn.model_json_schema(ref_template="#/components/schemas/{model}")},
+        },
+    }
+}
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=BatchCreated,
+    openapi_extra=_OPENAPI_BODY,
+    responses={413: {"model": Problem, "description": "Upload too large"},
+               422: {"model": Problem, "description": "No usable structure, or bad fields"},
+               503: {"model": Problem, "description": "Stored, but the broker could not be reached"}},
+)
+async def create_batch(
+    request: Request, session: SessionDep, settings: SettingsDep, store: StoreDep, celery: CeleryDep
+) -> BatchCreated:
+    """Submit structures for screening; answers with the batch id and each structure's fate."""
+    submission = await _read_submission(request, settings=settings)
+
+    def register_and_commit() -> tuple[BatchCreated, list[int]]:
+        result = register_batch(session, submission=submission, store=store, max_atoms=settings.max_atoms)
+        session.commit()  # one transaction per request: all of the batch or none of it
+        return result
+
+    try:
+        created, screening_ids = await run_in_threadpool(register_and_commit)
+    except SubmissionRejected as exc:
+        raise HTTPException(exc.status_code, exc.detail) from None
+    try:  # only after the commit: a worker may start on these ids at once
+        enqueue_screenings(celery, screening_ids=screening_ids, chunk=settings.screen_chunk)
+    except Exception as exc:
+        raise HTTPException(503, {"code": "broker_unreachable", "batch_id": created.id,
+                                  "message": f"batch stored but not queued: {exc}"}) from None
+    return created
+
+
+async def _read_submission(request: Request, *, settings: Settings) -> Submission:
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("application/json"):
+        try:
+            body = BatchJSONIn.model_validate_json(await request.body())
+        except ValidationError as exc:
+            raise HTTPException(422, exc.errors(include_url=False, include_context=False)) from None
+        files = [(s.name if "." in s.name else f"{s.name}.cif", s.cif.encode()) for s in body.structures]
+        fields = {"generator": body.generator, "protocol": body.protocol, "potential": body.potential}
+        source = "json"
+    elif content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        form = await request.form(max_files=10_000, max_fields=100)
+        uploads = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
+        if not uploads:
+            raise HTTPException(422, {"code": "no_files", "message": "send one or more `files` fields"})
+        files = [(f.filename or f"upload-{i}", await f.read()) for i, f in enumerate(uploads)]
+        fields = {k: (str(form[k]) or None) if k in form else None for k in ("generator", "protocol", "potential")}
+        source = "upload"
+    else:
+        raise HTTPException(415, "send multipart/form-data (field `files`) or application/json")
+    protocol = fields["protocol"] or settings.protocol
+    potential = fields["potential"] or settings.potential
+    if protocol not in PROTOCOLS:
+        raise HTTPException(422, {"code": "unknown_protocol", "message": f"protocol {protocol!r}; choose one of {sorted(PROTOCOLS)}"})
+    if potential not in POTENTIAL_NAMES:
+        raise HTTPException(422, {"code": "unknown_potential", "message": f"potential {potential!r}; choose one of {list(POTENTIAL_NAMES)}"})
+    generator = (fields["generator"] or "").strip()[:128] or None
+    return Submission(source=source, generator=generator, protocol=protocol, potential=potential, files=files)
+
+
+@router.get("/{batch_id}", response_model=BatchOut)
+def read_batch(batch: BatchDep, session: SessionDep) -> BatchOut:
+    """Status, counts by screening status and by verdict, and progress of one batch."""
+    return get_batch_out(batch, counts=count_batch(session, batch_id=batch.id))
+
+
+def get_batch_out(batch: Batch, *, counts) -> BatchOut:
+    s, v = counts.by_status, counts.by_verdict
+    ended = s["done"] + s["failed"]
+    total = counts.total
+    if batch.finished_at is not None or (total and ended == total):
+        status = "done"
+    elif s["running"] or ended:
+        status = "running"
+    else:
+        status = "queued"
+    return BatchOut(
+        id=batch.id, status=status, source=batch.source,
+        generator=batch.generator.name if batch.generator else None,
+        protocol=batch.protocol, potential=batch.potential, created_at=batch.created_at,
+        finished_at=batch.finished_at, submitted=batch.n_submitted, accepted=batch.n_accepted,
+        rejected=batch.n_rejected,
+        counts=BatchCounts(queued=s["queued"], running=s["running"], done=s["done"], failed=s["failed"],
+                           stable=v["stable"], unstable=v["unstable"], relax_failed=v["relax_failed"],
+                           verdict_failed=v["failed"]),
+        progress=round(ended / total, 4) if total else 1.0,
+        rejected_structures=batch.rejected or [],
+    )

@@ -1,0 +1,127 @@
+"""Routes for candidates: search with filters, one candidate's detail, and its artifacts."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Response
+
+from app.api.deps import CandidateDep, SessionDep, StoreDep
+from app.schemas import CandidateDetail, CandidateOut, CandidatePage, ScreeningOut, VerdictOut, WorstMode
+from models.candidate import Candidate
+from models.queries import SORTS, VERDICTS, CandidateFilters, get_candidate_screening, list_candidates
+from models.screening import Screening
+from models.verdict import Verdict
+
+router = APIRouter(prefix="/candidates", tags=["candidates"])
+SORT_PATTERN = "^-?(" + "|".join(SORTS) + ")$"
+
+
+@router.get("", response_model=CandidatePage)
+def read_candidates(
+    session: SessionDep,
+    batch_id: int | None = None,
+    generator: str | None = None,
+    verdict: Annotated[Literal[VERDICTS] | None, Query()] = None,  # type: ignore[valid-type]
+    formula: Annotated[str | None, Query(description="Reduced formula, e.g. NaCl")] = None,
+    elements: Annotated[str | None, Query(description="Comma-separated; all must be present, e.g. Si,O")] = None,
+    space_group: Annotated[int | None, Query(ge=1, le=230, description="After relaxation when known")] = None,
+    crystal_system: str | None = None,
+    min_frequency_gte: Annotated[float | None, Query(description="THz")] = None,
+    min_frequency_lte: Annotated[float | None, Query(description="THz")] = None,
+    sort: Annotated[str, Query(pattern=SORT_PATTERN, description="Field, '-' prefix for descending")] = "id",
+    page: Annotated[int, Query(ge=1)] = 1,
+    per_page: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> CandidatePage:
+    """Candidates with their latest verdict, filtered, sorted and paginated."""
+    filters = CandidateFilters(
+        batch_id=batch_id, generator=generator, verdict=verdict, formula=formula,
+        elements=[e.strip() for e in elements.split(",") if e.strip()] if elements else (),
+        space_group=space_group, crystal_system=crystal_system,
+        min_frequency_gte=min_frequency_gte, min_frequency_lte=min_frequency_lte,
+    )
+    rows, total = list_candidates(session, filters=filters, sort=sort, offset=(page - 1) * per_page, limit=per_page)
+    return CandidatePage(items=[get_candidate_out(c, s, v) for c, s, v in rows], total=total, page=page,
+                         per_page=per_page)
+
+
+@router.get("/{candidate_id}", response_model=CandidateDetail)
+def read_candidate(candidate: CandidateDep, session: SessionDep) -> CandidateDetail:
+    """One candidate: structure as parsed, latest screening, verdict with worst mode, provenance."""
+    screening, verdict = get_candidate_screening(session, candidate_id=candidate.id)
+    base = get_candidate_out(candidate, screening, verdict)
+    prefix = f"/api/v1/candidates/{candidate.id}"
+    links = {}
+    if verdict is not None and verdict.relaxed_cif_path:
+        links["relaxed_cif"] = f"{prefix}/relaxed.cif"
+    if verdict is not None and verdict.bands_path:
+        links |= {"band_structure_json": f"{prefix}/band_structure.json",
+                  "band_structure_png": f"{prefix}/band_structure.png"}
+    return CandidateDetail(
+        **base.model_dump(), structure=candidate.structure, cif=candidate.cif,
+        screening=ScreeningOut.model_validate(screening, from_attributes=True) if screening else None,
+        result=verdict.result if verdict else None, links=links,
+    )
+
+
+@router.get("/{candidate_id}/relaxed.cif", response_class=Response,
+            responses={200: {"content": {"chemical/x-cif": {}}}, 404: {"description": "Not relaxed yet"}})
+def read_relaxed_cif(candidate: CandidateDep, session: SessionDep, store: StoreDep) -> Response:
+    """The relaxed structure as CIF."""
+    verdict = _verdict_with(session, candidate, "relaxed_cif_path")
+    return Response(store.read_bytes(verdict.relaxed_cif_path), media_type="chemical/x-cif")
+
+
+@router.get("/{candidate_id}/band_structure.json", response_class=Response,
+            responses={200: {"content": {"application/json": {}}}, 404: {"description": "No phonons yet"}})
+def read_band_structure(candidate: CandidateDep, session: SessionDep, store: StoreDep) -> Response:
+    """Band structure and DOS: distances in 1/Å, frequencies in THz (the core's BandData)."""
+    verdict = _verdict_with(session, candidate, "bands_path")
+    return Response(store.read_bytes(verdict.bands_path), media_type="application/json")
+
+
+@router.get("/{candidate_id}/band_structure.png", response_class=Response,
+            responses={200: {"content": {"image/png": {}}}, 404: {"description": "No phonons yet"}})
+def read_band_structure_png(candidate: CandidateDep, session: SessionDep, store: StoreDep) -> Response:
+    """Band structure + DOS plot, drawn on request from the stored data."""
+    from workers.screening.plots import plot_band_structure  # matplotlib only when asked
+    from workers.screening.types import BandData
+
+    verdict = _verdict_with(session, candidate, "bands_path")
+    bands = BandData(**json.loads(store.read_bytes(verdict.bands_path)))
+    title = f"{candidate.reduced_formula} — {verdict.verdict}"
+    return Response(plot_band_structure(bands, title=title), media_type="image/png")
+
+
+def _verdict_with(session, candidate: Candidate, attribute: str) -> Verdict:
+    _, verdict = get_candidate_screening(session, candidate_id=candidate.id)
+    if verdict is None or not getattr(verdict, attribute):
+        raise HTTPException(404, f"candidate {candidate.id} has no such artifact (yet)")
+    return verdict
+
+
+def get_candidate_out(candidate: Candidate, screening: Screening | None, verdict: Verdict | None) -> CandidateOut:
+    return CandidateOut(
+        id=candidate.id, batch_id=candidate.batch_id, name=candidate.name,
+        generator=candidate.generator.name if candidate.generator else None,
+        source_file=candidate.source_file, source_index=candidate.source_index,
+        reduced_formula=candidate.reduced_formula, elements=candidate.elements, n_sites=candidate.n_sites,
+        spacegroup_number=candidate.spacegroup_number, spacegroup_symbol=candidate.spacegroup_symbol,
+        crystal_system=candidate.crystal_system, fingerprint=candidate.fingerprint,
+        status=screening.status if screening else None,
+        verdict=get_verdict_out(verdict) if verdict else None,
+    )
+
+
+def get_verdict_out(verdict: Verdict) -> VerdictOut:
+    return VerdictOut(
+        verdict=verdict.verdict, reason=verdict.reason, stable_phononbench=verdict.stable_phononbench,
+        min_frequency_thz=verdict.min_frequency_thz,
+        worst_mode=WorstMode(frequency_thz=verdict.min_frequency_thz, qpoint=verdict.worst_qpoint,
+                             branch=verdict.worst_branch, q_norm_inv_angstrom=verdict.worst_q_norm_inv_angstrom),
+        spacegroup_after=verdict.spacegroup_after, spacegroup_number=verdict.spacegroup_number,
+        crystal_system=verdict.crystal_system, energy_per_atom_ev=verdict.energy_per_atom_ev,
+        formula=verdict.formula, potential=verdict.potential_name, potential_warning=verdict.potential_warning,
+        settings_hash=verdict.settings_hash,
+    )

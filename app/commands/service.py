@@ -1,0 +1,147 @@
+"""Service commands: serve (embedded), api, worker, db upgrade/downgrade, submit (client)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+
+def _settings():
+    from pydantic import ValidationError
+
+    from app.config import get_settings
+
+    try:
+        return get_settings()
+    except ValidationError as exc:  # fail fast, naming every bad variable
+        raise click.ClickException(f"invalid settings:\n{exc}") from None
+
+
+@click.command()
+@click.option("--port", type=int, default=None, help="API port [PHONONSCREEN_API_PORT, 8000].")
+@click.option("--host", default=None, help="Bind address [PHONONSCREEN_API_HOST, 127.0.0.1].")
+@click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Data folder [PHONONSCREEN_HOME, the user data directory].")
+def serve(port: int | None, host: str | None, home: Path | None) -> None:
+    """Run everything on this machine: SQLite, a serverless broker, one worker and the API.
+
+    Data (database, broker, artifacts) is kept under PHONONSCREEN_HOME. Set DATABASE_URL and
+    CELERY_BROKER_URL to use Postgres and Redis instead. Stop with Ctrl-C.
+    """
+    import uvicorn
+
+    from app.main import create_app
+    from migrations import upgrade_database
+
+    if home is not None:
+        os.environ["PHONONSCREEN_HOME"] = str(home.resolve())
+    settings = _settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    upgrade_database(settings.resolved_database_url)
+    click.echo(f"phononscreen: data in {settings.home}")
+    worker = start_worker_process(queues="screen,default", concurrency=1)
+    try:
+        uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port)
+    finally:
+        stop_process(worker)
+
+
+def start_worker_process(*, queues: str, concurrency: int) -> subprocess.Popen:
+    """`phononscreen worker` as a child process, with this process's environment."""
+    command = [sys.executable, "-m", "app.cli", "worker", "--queues", queues, "--concurrency", str(concurrency)]
+    return subprocess.Popen(command, env=dict(os.environ), start_new_session=True)
+
+
+def stop_process(process: subprocess.Popen, *, timeout_s: float = 20) -> None:
+    """Warm shutdown (SIGTERM), then kill if it does not finish in time."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@click.command()
+@click.option("--port", type=int, default=None, help="[PHONONSCREEN_API_PORT, 8000]")
+@click.option("--host", default=None, help="[PHONONSCREEN_API_HOST, 127.0.0.1]")
+@click.option("--workers", type=int, default=1, show_default=True, help="Uvicorn worker processes.")
+def api(port: int | None, host: str | None, workers: int) -> None:
+    """Run the HTTP API only (the database must be migrated: `phononscreen db upgrade`)."""
+    import uvicorn
+
+    settings = _settings()
+    uvicorn.run("app.main:create_app", factory=True, host=host or settings.api_host,
+                port=port or settings.api_port, workers=workers)
+
+
+@click.command()
+@click.option("--queues", "-Q", default="screen,default", show_default=True,
+              help="Comma-separated: `screen` (heavy, GPU workers) and/or `default` (bookkeeping).")
+@click.option("--concurrency", "-c", type=int, default=None,
+              help="Worker processes [PHONONSCREEN_WORKER_CONCURRENCY, 1]; one per GPU.")
+@click.option("--pool", "-P", type=click.Choice(["prefork", "solo", "threads"]), default="prefork",
+              show_default=True, help="prefork enforces the hard time limit; solo runs in this process.")
+@click.option("--hostname", "-n", default=None, help="Celery node name (default phononscreen-PID@host).")
+@click.option("--loglevel", "-l", default="INFO", show_default=True)
+def worker(queues: str, concurrency: int | None, pool: str, hostname: str | None, loglevel: str) -> None:
+    """Run a Celery worker that screens candidates (loads the potential once per process)."""
+    from workers.celery_app import configure_celery
+    from workers.service import WorkerConfig, configure_worker
+
+    settings = _settings()
+    configure_worker(WorkerConfig(database_url=settings.resolved_database_url,
+                                  artifacts_dir=settings.resolved_artifacts_dir, device=settings.device))
+    app = configure_celery(broker_url=settings.resolved_broker_url, soft_time_limit_s=settings.task_soft_time_limit_s,
+                           time_limit_s=settings.task_time_limit_s)
+    import workers.tasks  # noqa: F401  - registers the task bodies in this process only
+
+    app.worker_main([
+        "worker", "--queues", queues, "--concurrency", str(concurrency or settings.worker_concurrency),
+        "--pool", pool, "--hostname", hostname or f"phononscreen-{os.getpid()}@%h", "--loglevel", loglevel,
+        "--without-gossip", "--without-mingle",
+    ])
+
+
+@click.group()
+def db() -> None:
+    """Database schema: create, upgrade or downgrade it (Postgres or SQLite)."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Create or upgrade the database at DATABASE_URL (or the embedded SQLite file)."""
+    from migrations import upgrade_database
+
+    settings = _settings()
+    upgrade_database(settings.resolved_database_url, revision=revision)
+    click.echo(f"database at {_redact(settings.resolved_database_url)} is at {revision}")
+
+
+@db.command("downgrade")
+@click.option("--revision", required=True, help="Target revision, e.g. -1 or base (drops everything).")
+def db_downgrade(revision: str) -> None:
+    """Downgrade the database schema to REVISION."""
+    from migrations import downgrade_database
+
+    settings = _settings()
+    downgrade_database(settings.resolved_database_url, revision=revision)
+    click.echo(f"database at {_redact(settings.resolved_database_url)} downgraded to {revision}")
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+from app.commands.submit import submit  # noqa: E402  - re-exported for app.cli
+
+__all__ = ["api", "db", "serve", "submit", "worker"]

@@ -1,0 +1,89 @@
+"""`phononscreen submit`: upload structure files to a running service and follow the batch."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--url", default="http://127.0.0.1:8000", show_default=True, envvar="PHONONSCREEN_URL",
+              help="Base URL of the service [PHONONSCREEN_URL].")
+@click.option("--generator", "-g", default=None, help="Name of the generative model that made them.")
+@click.option("--protocol", default=None, help="default | phononbench (server default if omitted).")
+@click.option("--potential", default=None, help="auto | sevennet-0 | ... (server default if omitted).")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Follow progress until done.")
+@click.option("--timeout", type=float, default=None, help="Give up waiting after this many seconds.")
+def submit(paths: tuple[Path, ...], url: str, generator: str | None, protocol: str | None,
+           potential: str | None, wait: bool, timeout: float | None) -> None:
+    """Upload PATHS (files or folders of structure files) as one batch, then show its verdicts."""
+    import httpx
+
+    files = [p for path in paths for p in ([path] if path.is_file() else sorted(_files_under(path)))]
+    if not files:
+        raise click.ClickException("no files to submit")
+    data = {k: v for k, v in {"generator": generator, "protocol": protocol, "potential": potential}.items() if v}
+    with httpx.Client(base_url=url.rstrip("/"), timeout=120) as client:
+        handles = [("files", (f.name, f.read_bytes())) for f in files]
+        response = client.post("/api/v1/batches", files=handles, data=data)
+        if response.status_code != 202:
+            raise click.ClickException(f"HTTP {response.status_code}: {response.text}")
+        created = response.json()
+        click.echo(f"batch {created['id']}: {created['accepted']} accepted, {created['rejected']} rejected")
+        for item in created["structures"]:
+            if not item["accepted"]:
+                click.echo(f"  rejected {item['name']}: {item['code']}: {item['reason']}")
+        if not wait:
+            return
+        batch = follow_batch(client, batch_id=created["id"], timeout_s=timeout)
+        click.echo(format_summary(client, batch=batch))
+
+
+def _files_under(folder: Path):
+    return (p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def follow_batch(client, *, batch_id: int, timeout_s: float | None, poll_s: float = 2.0) -> dict:
+    """Poll the batch with a progress bar until it is done (or the timeout passes)."""
+    from tqdm import tqdm
+
+    start = time.monotonic()
+    with tqdm(total=None, unit="structure", desc=f"batch {batch_id}") as bar:
+        while True:
+            batch = client.get(f"/api/v1/batches/{batch_id}").raise_for_status().json()
+            counts = batch["counts"]
+            bar.total = batch["accepted"]
+            bar.n = counts["done"] + counts["failed"]
+            bar.set_postfix(stable=counts["stable"], unstable=counts["unstable"], running=counts["running"])
+            bar.refresh()
+            if batch["status"] == "done":
+                return batch
+            if timeout_s is not None and time.monotonic() - start > timeout_s:
+                raise click.ClickException(f"batch {batch_id} not done after {timeout_s:.0f} s")
+            time.sleep(poll_s)
+
+
+def format_summary(client, *, batch: dict) -> str:
+    """A plain-text table of the batch's candidates and verdicts, then the counts."""
+    items, page = [], 1
+    while True:
+        data = client.get("/api/v1/candidates", params={"batch_id": batch["id"], "per_page": 500,
+                                                        "page": page}).raise_for_status().json()
+        items += data["items"]
+        if len(items) >= data["total"] or not data["items"]:
+            break
+        page += 1
+    lines = [f"{'id':>6}  {'name':<32} {'formula':<12} {'verdict':<13} {'min THz':>8}  space group after"]
+    for item in items:
+        v = item["verdict"] or {}
+        freq = v.get("min_frequency_thz")
+        lines.append(f"{item['id']:>6}  {item['name'][:32]:<32} {item['reduced_formula'][:12]:<12} "
+                     f"{v.get('verdict') or item['status'] or '-':<13} "
+                     f"{'' if freq is None else f'{freq:.3f}':>8}  {v.get('spacegroup_after') or ''}")
+    c = batch["counts"]
+    lines.append(f"stable {c['stable']}, unstable {c['unstable']}, relax_failed {c['relax_failed']}, "
+                 f"failed {c['verdict_failed'] + c['failed']} of {batch['accepted']} screened")
+    return "\n".join(lines)

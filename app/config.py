@@ -1,0 +1,108 @@
+"""The one settings object of a phononscreen process, read from the environment at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from workers.screening.potentials import POTENTIAL_NAMES
+from workers.screening.protocols import PROTOCOLS
+
+
+def _default_home() -> Path:
+    return Path(platformdirs.user_data_dir("phononscreen"))
+
+
+def _env(name: str) -> dict:
+    # the environment name is the alias; populate_by_name lets code and tests pass the field name
+    return {"validation_alias": name}
+
+
+class Settings(BaseSettings):
+    """Every setting, with its environment variable name. Bad values stop the process at start."""
+
+    # case_sensitive: otherwise the field `home` would also read $HOME
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True, case_sensitive=True)
+
+    database_url: str = Field("", **_env("DATABASE_URL"), description=(
+        "SQLAlchemy URL, e.g. postgresql+psycopg://user:pw@host/db. Empty: SQLite under PHONONSCREEN_HOME."))
+    broker_url: str = Field("", **_env("CELERY_BROKER_URL"), description=(
+        "Celery broker, e.g. redis://host:6379/0. Empty: kombu's SQLAlchemy transport on SQLite under "
+        "PHONONSCREEN_HOME (no server needed)."))
+    home: Path = Field(default_factory=_default_home, **_env("PHONONSCREEN_HOME"),
+                       description="Folder for the embedded database, broker and artifacts.")
+    artifacts_dir: Path | None = Field(None, **_env("PHONONSCREEN_ARTIFACTS_DIR"),
+                                       description="Artifact store (band structures, CIFs, uploads). Default: HOME/artifacts.")
+    potential: str = Field("auto", **_env("PHONONSCREEN_POTENTIAL"),
+                           description=f"Default potential for new batches: one of {', '.join(POTENTIAL_NAMES)}.")
+    protocol: str = Field("default", **_env("PHONONSCREEN_PROTOCOL"),
+                          description=f"Default protocol for new batches: one of {', '.join(PROTOCOLS)}.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", **_env("PHONONSCREEN_DEVICE"),
+                                                   description="Where workers evaluate the potential.")
+    max_upload_bytes: int = Field(50_000_000, gt=0, **_env("PHONONSCREEN_MAX_UPLOAD_BYTES"),
+                                  description="Largest request body the API reads (413 above it).")
+    max_atoms: int = Field(200, gt=0, le=5000, **_env("PHONONSCREEN_MAX_ATOMS"),
+                           description="Largest cell accepted, in atoms.")
+    screen_chunk: int = Field(4, gt=0, le=1000, **_env("PHONONSCREEN_SCREEN_CHUNK"),
+                              description="Screenings per worker task (one core call per task).")
+    task_soft_time_limit_s: int = Field(6 * 3600, gt=0, **_env("PHONONSCREEN_TASK_SOFT_TIME_LIMIT_S"),
+                                        description="Soft limit of one screening task; its screenings are marked failed.")
+    task_time_limit_s: int = Field(6 * 3600 + 600, gt=0, **_env("PHONONSCREEN_TASK_TIME_LIMIT_S"),
+                                   description="Hard limit of one screening task (the worker child is killed).")
+    worker_concurrency: int = Field(1, gt=0, **_env("PHONONSCREEN_WORKER_CONCURRENCY"),
+                                    description="Worker processes per `phononscreen worker` (one per GPU).")
+    api_host: str = Field("127.0.0.1", **_env("PHONONSCREEN_API_HOST"), description="API bind address.")
+    api_port: int = Field(8000, gt=0, lt=65536, **_env("PHONONSCREEN_API_PORT"), description="API port.")
+
+    @field_validator("potential")
+    @classmethod
+    def _known_potential(cls, value: str) -> str:
+        if value not in POTENTIAL_NAMES:
+            raise ValueError(f"unknown potential {value!r}; choose one of {', '.join(POTENTIAL_NAMES)}")
+        return value
+
+    @field_validator("protocol")
+    @classmethod
+    def _known_protocol(cls, value: str) -> str:
+        if value not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {value!r}; choose one of {', '.join(PROTOCOLS)}")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        if value and not value.startswith(("postgresql", "sqlite")):
+            raise ValueError("DATABASE_URL must be a postgresql+psycopg:// or sqlite:/// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _limits_ordered(self) -> Settings:
+        if self.task_time_limit_s <= self.task_soft_time_limit_s:
+            raise ValueError("PHONONSCREEN_TASK_TIME_LIMIT_S must exceed PHONONSCREEN_TASK_SOFT_TIME_LIMIT_S")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'phononscreen.sqlite'}"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        return self.broker_url or f"sqla+sqlite:///{self.home / 'broker.sqlite'}"
+
+    @property
+    def resolved_artifacts_dir(self) -> Path:
+        return self.artifacts_dir or self.home / "artifacts"
+
+    @classmethod
+    def env_names(cls) -> set[str]:
+        """Every environment variable this object reads."""
+        return {str(field.validation_alias) for field in cls.model_fields.values()}
+
+
+def get_settings() -> Settings:
+    """Read the environment once; raises pydantic.ValidationError naming every bad value."""
+    return Settings()

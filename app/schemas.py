@@ -1,0 +1,157 @@
+"""Request and response bodies of the HTTP API (pydantic), units in the field names."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class StructureIn(BaseModel):
+    name: str = Field(max_length=512, description="Name of the structure within the batch.")
+    cif: str = Field(description="CIF text (or any text format the core reads, named by `name`).")
+
+
+class BatchJSONIn(BaseModel):
+    """JSON alternative to the multipart upload."""
+
+    generator: str | None = Field(None, max_length=128)
+    protocol: str | None = Field(None, description="default | phononbench (server default if omitted)")
+    potential: str | None = Field(None, description="auto | sevennet-0 | ... (server default if omitted)")
+    structures: list[StructureIn] = Field(min_length=1)
+
+
+class StructureOutcome(BaseModel):
+    name: str
+    source: str
+    index: int
+    accepted: bool
+    candidate_id: int | None = None
+    code: str | None = None  # why it was rejected
+    reason: str | None = None
+
+
+class BatchCreated(BaseModel):
+    id: int
+    status: Literal["queued"] = "queued"
+    accepted: int
+    rejected: int
+    structures: list[StructureOutcome]
+
+
+class BatchCounts(BaseModel):
+    queued: int
+    running: int
+    done: int
+    failed: int
+    stable: int
+    unstable: int
+    relax_failed: int
+    verdict_failed: int
+
+
+class BatchOut(BaseModel):
+    id: int
+    status: Literal["queued", "running", "done"]
+    source: str
+    generator: str | None
+    protocol: str
+    potential: str
+    created_at: datetime
+    finished_at: datetime | None
+    submitted: int
+    accepted: int
+    rejected: int
+    counts: BatchCounts
+    progress: float = Field(description="Fraction of screenings that have ended (0..1).")
+    rejected_structures: list[dict[str, Any]]
+
+
+class WorstMode(BaseModel):
+    frequency_thz: float | None
+    qpoint: list[float] | None
+    branch: int | None
+    q_norm_inv_angstrom: float | None
+
+
+class VerdictOut(BaseModel):
+    verdict: str
+    reason: str | None
+    stable_phononbench: bool
+    min_frequency_thz: float | None
+    worst_mode: WorstMode
+    spacegroup_after: str | None
+    spacegroup_number: int | None
+    crystal_system: str | None
+    energy_per_atom_ev: float | None
+    formula: str
+    potential: str
+    potential_warning: str | None
+    settings_hash: str
+
+
+class CandidateOut(BaseModel):
+    id: int
+    batch_id: int
+    name: str
+    generator: str | None
+    source_file: str
+    source_index: int
+    reduced_formula: str
+    elements: list[str]
+    n_sites: int
+    spacegroup_number: int | None
+    spacegroup_symbol: str | None
+    crystal_system: str | None
+    fingerprint: str
+    status: str | None = Field(description="Status of its latest screening.")
+    verdict: VerdictOut | None
+
+
+class CandidatePage(BaseModel):
+    items: list[CandidateOut]
+    total: int
+    page: int
+    per_page: int
+
+
+class ScreeningOut(BaseModel):
+    id: int
+    protocol: str
+    potential: str
+    status: str
+    attempts: int
+    worker: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+
+
+class CandidateDetail(CandidateOut):
+    structure: dict[str, Any] = Field(description="As parsed: pymatgen Structure.as_dict().")
+    cif: str
+    screening: ScreeningOut | None
+    result: dict[str, Any] | None = Field(description="Everything the core returned (no bulky arrays).")
+    links: dict[str, str]
+
+
+class ReportRow(BaseModel):
+    group: str
+    submitted: int
+    screened: int
+    relaxed: int
+    stable: int
+    stable_phononbench: int
+    rate: float | None = Field(description="stable / screened (relax failures count as not stable).")
+    rate_phononbench: float | None
+
+
+class StabilityReport(BaseModel):
+    group_by: str
+    rows: list[ReportRow]
+    total: ReportRow
+
+
+class Problem(BaseModel):
+    detail: Any

@@ -1,0 +1,96 @@
+"""Turn an upload (files or JSON) into a batch: parse, validate, describe, store the rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session
+
+from app.fingerprint import describe_structure
+from app.schemas import BatchCreated, StructureOutcome
+from models.artifacts import ArtifactStore, safe_name
+from models.crud import CandidateValues, add_candidates, create_batch, get_or_create_generator
+from workers.screening.types import StructureRecord
+
+
+class SubmissionRejected(Exception):
+    """The whole submission is refused (HTTP status + a detail that names the problem)."""
+
+    def __init__(self, status_code: int, detail: object) -> None:
+        super().__init__(str(detail))
+        self.status_code = status_code
+        self.detail = detail
+
+
+@dataclass(frozen=True, kw_only=True)
+class Submission:
+    source: str  # "upload" or "json"
+    generator: str | None
+    protocol: str
+    potential: str
+    files: list[tuple[str, bytes]] = field(default_factory=list)  # (file name, raw bytes)
+
+
+def register_batch(
+    session: Session, *, submission: Submission, store: ArtifactStore, max_atoms: int
+) -> tuple[BatchCreated, list[int]]:
+    """Rows for the batch, its candidates and their queued screenings (flushed, not committed).
+
+    Raises SubmissionRejected (422) when not one structure is usable. Returns the API answer and
+    the screening ids to enqueue after the commit.
+    """
+    from workers.screening.ingest import read_bytes
+
+    parsed: list[tuple[int, StructureRecord]] = []
+    for file_index, (filename, data) in enumerate(submission.files):
+        parsed += [(file_index, r) for r in read_bytes(data, filename, max_atoms=max_atoms)]
+    outcomes: list[StructureOutcome] = []
+    accepted: list[tuple[int, StructureRecord, CandidateValues]] = []
+    for file_index, record in parsed:
+        values, problem = _describe(record)
+        if values is None:
+            outcomes.append(StructureOutcome(name=record.name, source=record.source, index=record.index,
+                                             accepted=False, code=problem[0], reason=problem[1]))
+        else:
+            accepted.append((file_index, record, values))
+            outcomes.append(StructureOutcome(name=record.name, source=record.source, index=record.index,
+                                             accepted=True))
+    if not accepted:
+        message = "no structure in the submission could be used" if parsed else "the submission holds no structure"
+        raise SubmissionRejected(422, {"code": "nothing_accepted", "message": message,
+                                       "structures": [o.model_dump(exclude_none=True) for o in outcomes]})
+    generator = get_or_create_generator(session, name=submission.generator) if submission.generator else None
+    rejected = [{"name": o.name, "code": o.code, "message": o.reason} for o in outcomes if not o.accepted]
+    batch = create_batch(session, source=submission.source, generator=generator, protocol=submission.protocol,
+                         potential=submission.potential, n_submitted=len(outcomes), rejected=rejected)
+    # the raw files go to the artifact store before the rows commit (the rows reference them)
+    raw_paths = {
+        i: store.write_bytes(f"uploads/batch-{batch.id}/{i:03d}-{safe_name(name)}", data)
+        for i, (name, data) in enumerate(submission.files)
+        if any(file_index == i for file_index, _, _ in accepted)
+    }
+    values = [_with_path(v, raw_paths[i]) for i, _, v in accepted]
+    screenings = add_candidates(session, batch=batch, candidates=values)
+    by_name = iter(s.candidate_id for s in screenings)
+    for outcome in outcomes:
+        if outcome.accepted:
+            outcome.candidate_id = next(by_name)
+    created = BatchCreated(id=batch.id, accepted=len(accepted), rejected=len(rejected), structures=outcomes)
+    return created, [s.id for s in screenings]
+
+
+def _describe(record: StructureRecord) -> tuple[CandidateValues | None, tuple[str, str]]:
+    if not record.ok:
+        error = record.error
+        return None, (error.code, error.message) if error else ("empty", "no structure")
+    try:
+        return describe_structure(record.structure, name=record.name, source_file=record.source,
+                                  source_index=record.index, submitted_path=None), ("", "")
+    except Exception as exc:  # a structure pymatgen can read but not write back is not usable
+        return None, ("parse_error", f"cannot describe the structure: {exc}")
+
+
+def _with_path(values: CandidateValues, path: str) -> CandidateValues:
+    from dataclasses import replace
+
+    return replace(values, submitted_path=path)

@@ -1,0 +1,40 @@
+"""The Celery app: queues, routing and reliability settings; configured at process start-up.
+
+Importing this module imports no task bodies (the API sends tasks by name), only Celery.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+SCREEN_TASK = "phononscreen.screen_screenings"
+FINISH_BATCHES_TASK = "phononscreen.finish_batches"
+SCREEN_QUEUE = "screen"  # heavy: one potential per worker process, GPU workers listen here
+DEFAULT_QUEUE = "default"  # light bookkeeping
+
+celery_app = Celery("phononscreen", include=["workers.tasks"])
+celery_app.conf.update(
+    task_default_queue=DEFAULT_QUEUE,
+    task_routes={SCREEN_TASK: {"queue": SCREEN_QUEUE}, FINISH_BATCHES_TASK: {"queue": DEFAULT_QUEUE}},
+    task_acks_late=True,  # a worker that dies mid-task leaves the message for another
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,  # screening tasks take minutes: never hoard them
+    task_serializer="json",
+    accept_content=["json"],
+    task_ignore_result=True,  # results live in the database
+    broker_connection_retry_on_startup=True,
+    worker_hijack_root_logger=False,
+    # Redis re-delivers unacked messages after this; it must exceed the longest task
+    broker_transport_options={"visibility_timeout": 8 * 3600},
+)
+
+
+def configure_celery(*, broker_url: str, soft_time_limit_s: int, time_limit_s: int) -> Celery:
+    """Point the app at a broker and set the task time limits; returns the app."""
+    celery_app.conf.update(
+        broker_url=broker_url,
+        task_soft_time_limit=soft_time_limit_s,
+        task_time_limit=time_limit_s,
+        broker_transport_options={"visibility_timeout": time_limit_s + 600},
+    )
+    return celery_app

@@ -1,0 +1,42 @@
+"""Celery tasks: thin, named, take ids; the logic lives in workers.service and the core."""
+
+from __future__ import annotations
+
+from kombu.exceptions import OperationalError as BrokerError
+from sqlalchemy.exc import OperationalError as DatabaseError
+
+from workers.celery_app import FINISH_BATCHES_TASK, SCREEN_TASK, celery_app
+from workers.service import batch_ids_of, claim, get_worker_context, load_jobs, mark_failed, run_jobs
+
+TRANSIENT = (DatabaseError, BrokerError, ConnectionError)  # worth a retry; nothing else is
+MAX_RETRIES = 5
+
+
+@celery_app.task(name=SCREEN_TASK, bind=True, autoretry_for=TRANSIENT, max_retries=MAX_RETRIES,
+                 retry_backoff=15, retry_backoff_max=600, retry_jitter=True)
+def screen_screenings(self, screening_ids: list[int]) -> dict[str, int]:
+    """Claim these screenings, run the core once on all of them, save each verdict."""
+    context = get_worker_context()
+    # the task id survives retries and redeliveries, so this task can reclaim its own rows
+    claimed = claim(context, ids=screening_ids, worker=self.request.hostname or "?", task_id=self.request.id)
+    if not claimed:
+        return {"claimed": 0, "saved": 0}
+    try:
+        saved = run_jobs(context, jobs=load_jobs(context, ids=claimed))
+    except Exception as exc:  # SoftTimeLimitExceeded included
+        if isinstance(exc, TRANSIENT) and self.request.retries < MAX_RETRIES:
+            raise  # autoretry_for backs off and retries; the rows stay claimed by this task id
+        mark_failed(context, ids=claimed, error=f"{type(exc).__name__}: {exc}")
+        self.app.send_task(FINISH_BATCHES_TASK, args=[batch_ids_of(context, ids=claimed)])
+        raise
+    self.app.send_task(FINISH_BATCHES_TASK, args=[batch_ids_of(context, ids=claimed)])
+    return {"claimed": len(claimed), "saved": saved}
+
+
+@celery_app.task(name=FINISH_BATCHES_TASK, autoretry_for=TRANSIENT, max_retries=MAX_RETRIES, retry_backoff=5)
+def finish_batches(batch_ids: list[int]) -> list[int]:
+    """Stamp `finished_at` on the batches whose screenings have all ended."""
+    from models.crud import finish_batches as finish
+
+    with get_worker_context().session() as session:
+        return finish(session, batch_ids=batch_ids)

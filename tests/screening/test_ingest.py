@@ -87,8 +87,13 @@ def test_crystalformer_csv_gz_of_structure_dict_reprs(shared_data: Path) -> None
     assert {len(r.structure) for r in records if r.ok} <= set(range(2, 70))
 
 
-@pytest.mark.parametrize(("folder", "first_id", "formula"), [("cdvae_perov5", "3961", "TiOsNOF"), ("cdvae_carbon24", "C-13927-8536-14", "C")])
-def test_csv_with_cif_column_named_by_material_id(shared_data: Path, folder: str, first_id: str, formula: str) -> None:
+@pytest.mark.parametrize(
+    ("folder", "first_id", "formula"),
+    [("cdvae_perov5", "3961", "TiOsNOF"), ("cdvae_carbon24", "C-13927-8536-14", "C")],
+)
+def test_csv_with_cif_column_named_by_material_id(
+    shared_data: Path, folder: str, first_id: str, formula: str
+) -> None:
     records = read_structures(shared_data / folder / "test.csv", max_structures=40)
     assert len(records) == 41 and codes(records)["too_large"] == 1 and records[-1].error.code == "too_large"
     assert records[0].name == f"test.csv:{first_id}"
@@ -139,7 +144,10 @@ def test_poscar_vasp_and_json(tmp_path: Path) -> None:
     assert [len(r.structure) for r in read_structures(tmp_path / "POSCAR_nacl")] == [8]
     assert read_structures(tmp_path / "si.vasp")[0].structure.composition.reduced_formula == "Si"
     assert [r.name for r in read_structures(tmp_path / "one.json")] == ["one.json"]
-    assert [(r.name, r.ok) for r in read_structures(tmp_path / "many.json")] == [("many.json#0", True), ("many.json#1", True)]
+    assert [(r.name, r.ok) for r in read_structures(tmp_path / "many.json")] == [
+        ("many.json#0", True),
+        ("many.json#1", True),
+    ]
 
 
 def test_tar_gz_skips_hidden_and_macos_members(tmp_path: Path) -> None:
@@ -181,7 +189,9 @@ def test_pt_with_eval_dimension_and_invalid_crystals(tmp_path: Path) -> None:
     lengths = torch.tensor([[[5.431] * 3, [-1.0, 5.0, 5.0], [5.0] * 3]] * 2)
     angles = torch.tensor([[[90.0] * 3, [90.0] * 3, [90.0, math.nan, 90.0]]] * 2)
     data = {
-        "frac_coords": torch.tensor([[[0, 0, 0], [0.25, 0.25, 0.25], [0, 0, 0], [0, 0, 0]]] * 2, dtype=torch.float32),
+        "frac_coords": torch.tensor(
+            [[[0, 0, 0], [0.25, 0.25, 0.25], [0, 0, 0], [0, 0, 0]]] * 2, dtype=torch.float32
+        ),
         "atom_types": torch.tensor([[14, 14, 11, 17]] * 2),
         "num_atoms": torch.tensor([[2, 1, 1]] * 2),
         "lengths": lengths,
@@ -190,7 +200,11 @@ def test_pt_with_eval_dimension_and_invalid_crystals(tmp_path: Path) -> None:
     torch.save(data, tmp_path / "eval_gen.pt")
     records = read_structures(tmp_path / "eval_gen.pt")
     assert [r.name for r in records] == [f"eval_gen.pt#{e}.{i}" for e in range(2) for i in range(3)]
-    assert [r.error.code if r.error else "ok" for r in records[:3]] == ["ok", "degenerate_cell", "degenerate_cell"]
+    assert [r.error.code if r.error else "ok" for r in records[:3]] == [
+        "ok",
+        "degenerate_cell",
+        "degenerate_cell",
+    ]
 
 
 # --- bad input ---------------------------------------------------------------------------------
@@ -209,7 +223,9 @@ def test_partial_occupancy_and_unsupported_element() -> None:
 
 def test_overlapping_atoms_across_the_periodic_boundary() -> None:
     # 0.3 Å apart only through the cell boundary (fractional 0.01 and 0.97 of a 10 Å cell).
-    structure = Structure(Lattice.cubic(10), ["Na", "Cl", "Cl"], [[0.01, 0.5, 0.5], [0.98, 0.5, 0.5], [0.5, 0, 0]])
+    structure = Structure(
+        Lattice.cubic(10), ["Na", "Cl", "Cl"], [[0.01, 0.5, 0.5], [0.98, 0.5, 0.5], [0.5, 0, 0]]
+    )
     error = validate_structure(structure)
     assert error.code == "overlapping_atoms"
     assert "sites 0 (Na) and 1 (Cl)" in error.message and "0.300 Å" in error.message
@@ -237,7 +253,8 @@ def test_huge_cells_are_rejected_before_any_geometry(tmp_path: Path) -> None:
     rows = "\n".join(f"Si Si{i} {x:.5f} {y:.5f} {z:.5f}" for i, (x, y, z) in enumerate(frac))
     header = "data_big\n_cell_length_a 60\n_cell_length_b 60\n_cell_length_c 60\n"
     header += "_cell_angle_alpha 90\n_cell_angle_beta 90\n_cell_angle_gamma 90\n"
-    header += "loop_\n_atom_site_type_symbol\n_atom_site_label\n_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\n"
+    header += "loop_\n_atom_site_type_symbol\n_atom_site_label\n"
+    header += "_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\n"
     (tmp_path / "big.cif").write_text(header + rows + "\n" + str(CifWriter(silicon())))
     xyz = "\n".join(f"{x:.5f} {y:.5f} {z:.5f}" for x, y, z in frac)
     (tmp_path / "big.vasp").write_text(f"big\n1.0\n60 0 0\n0 60 0\n0 0 60\nSi\n10000\nDirect\n{xyz}\n")
@@ -322,3 +339,21 @@ def test_directory_of_files(tmp_path: Path) -> None:
     assert [(r.name, r.ok) for r in records] == [("a.cif", True), ("sub/CONTCAR", True)]
     with pytest.raises(FileNotFoundError):
         read_structures(tmp_path / "missing.cif")
+
+
+def test_examples_are_small_valid_and_match_their_sources(examples_dir: Path, shared_data: Path) -> None:
+    records = by_name(read_structures(examples_dir))
+    assert len(records) >= 10 and all(r.ok and len(r.structure) <= 8 for r in records.values())
+    assert records["NaCl_rocksalt.cif"].structure.volume == pytest.approx(5.640**3 / 4, rel=1e-4)
+    assert records["Si_diamond.cif"].structure.volume == pytest.approx(5.431**3 / 4, rel=1e-4)
+    gen = by_name(
+        read_structures(shared_data / "mattergen_unconditional_pr54" / "generated_crystals_cif.zip")
+    )
+    cdvae = read_structures(shared_data / "cdvae_eval_gen_jarvis" / "eval_gen.pt")
+    for example, source in [
+        ("mattergen_gen19_ScAl2Ga.cif", gen["generated_crystals_cif.zip:tmp/gen_19.cif"]),
+        ("cdvae_eval_gen3_TiN.cif", cdvae[3]),
+    ]:
+        mine = records[example].structure
+        assert mine.composition == source.structure.composition
+        assert np.allclose(mine.lattice.matrix, source.structure.lattice.matrix, atol=1e-4)

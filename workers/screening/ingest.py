@@ -10,22 +10,17 @@ import tarfile
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
-
-import numpy as np
 
 from workers.screening import ingest_formats as fmt
+from workers.screening.ingest_validate import DEFAULT_MAX_ATOMS, validate_structure
 from workers.screening.types import IngestError, StructureRecord
 
-if TYPE_CHECKING:
-    from pymatgen.core import Structure
+__all__ = ["read_bytes", "read_structures", "sniff_format", "validate_structure"]
 
-DEFAULT_MAX_ATOMS = 200
 DEFAULT_MAX_BYTES = 200_000_000  # decompressed bytes per source, archives and gzip included
 DEFAULT_MAX_STRUCTURES = 100_000
-MIN_DISTANCE_A = 0.5  # closer than this, two atoms are one atom twice (or a broken generator)
-MIN_CELL_WIDTH_A = 0.1  # thinner, and the neighbour search below would enumerate huge image counts
 
 _TEXT_FORMATS = {
     "cif": fmt.parse_cif,
@@ -83,75 +78,13 @@ def sniff_format(filename: str, head: bytes) -> str | None:
     first = stripped.split("\n", 2)
     if stripped.startswith(("{", "[")):
         return "json"
-    if fmt._CIF_BLOCK.search(text):
+    if fmt.CIF_BLOCK.search(text):
         return "cif"
     if len(first) > 1 and first[0].strip().isdigit() and "lattice=" in first[1].lower():
         return "extxyz"
     if first and "cif" in [c.strip().lower() for c in first[0].split(",")]:
         return "csv"
     return None
-
-
-def validate_structure(
-    structure: Structure, *, max_atoms: int = DEFAULT_MAX_ATOMS, allowed_elements: frozenset[str] | None = None
-) -> IngestError | None:
-    """Why `structure` cannot be screened, or None. Cheap checks first: the site count is
-    checked before anything that scales with it."""
-    from pymatgen.core.periodic_table import DummySpecies
-
-    n = len(structure)
-    if n == 0:
-        return IngestError("empty", "structure has no sites")
-    if n > max_atoms:
-        return fmt._too_many(n, max_atoms)
-    matrix = np.asarray(structure.lattice.matrix, dtype=float)
-    if not (np.isfinite(matrix).all() and np.isfinite(structure.frac_coords).all()):
-        return IngestError("degenerate_cell", "lattice or coordinates contain NaN or infinity")
-    volume = abs(float(np.linalg.det(matrix)))
-    if volume < fmt.MIN_VOLUME_A3:
-        return IngestError("degenerate_cell", f"cell volume {volume:.3g} Å^3 is (nearly) zero")
-    for index, site in enumerate(structure):
-        if not site.is_ordered:
-            return IngestError("partial_occupancy", f"site {index} is disordered ({site.species}); only ordered structures can be screened")
-    species = structure.composition.keys()
-    dummies = sorted(str(sp) for sp in species if isinstance(sp, DummySpecies))
-    if dummies:
-        return IngestError("unsupported_element", f"not chemical elements: {', '.join(dummies)}")
-    if allowed_elements is not None:
-        symbols = {getattr(sp, "element", sp).symbol for sp in species}
-        missing = sorted(symbols - set(allowed_elements))
-        if missing:
-            return IngestError("unsupported_element", f"elements not supported by the potential: {', '.join(missing)}")
-    width = _min_cell_width(matrix)
-    if width < MIN_CELL_WIDTH_A:
-        # A skewed but valid basis can be thin; judge the reduced cell, and search in it too
-        # (neighbour search over a thin cell would enumerate thousands of images).
-        matrix = np.asarray(structure.lattice.lll_matrix)
-        width = _min_cell_width(matrix)
-        if width < MIN_CELL_WIDTH_A:
-            return IngestError("degenerate_cell", f"cell is {width:.3g} Å thin in one direction")
-        structure = structure.get_reduced_structure("LLL")
-    return _overlap(structure)
-
-
-def _min_cell_width(matrix: np.ndarray) -> float:
-    """Smallest distance between opposite faces of the cell, in Å (1/|reciprocal vector|)."""
-    return float(1.0 / np.linalg.norm(np.linalg.inv(matrix), axis=0).max())
-
-
-def _overlap(structure: Structure) -> IngestError | None:
-    centers, points, _images, distances = structure.get_neighbor_list(MIN_DISTANCE_A)
-    if len(distances) == 0:
-        return None
-    k = int(np.argmin(distances))
-    i, j, d = int(centers[k]), int(points[k]), float(distances[k])
-    if i == j:
-        return IngestError("degenerate_cell", f"site {i} ({structure[i].species_string}) is {d:.3f} Å from its own periodic image")
-    a, b = sorted((i, j))
-    return IngestError(
-        "overlapping_atoms",
-        f"sites {a} ({structure[a].species_string}) and {b} ({structure[b].species_string}) are {d:.3f} Å apart, below {MIN_DISTANCE_A} Å",
-    )
 
 
 def _read_capped(stream: io.RawIOBase | io.BufferedIOBase, budget: _Budget) -> bytes | None:
@@ -165,7 +98,9 @@ def _read_capped(stream: io.RawIOBase | io.BufferedIOBase, budget: _Budget) -> b
 
 
 def _too_large(budget: _Budget) -> IngestError:
-    return IngestError("too_large", f"more than {budget.max_bytes} bytes once decompressed; the rest was not read")
+    return IngestError(
+        "too_large", f"more than {budget.max_bytes} bytes once decompressed; the rest was not read"
+    )
 
 
 def _unsafe_member(member: str) -> bool:
@@ -183,12 +118,12 @@ def _iter_zip(data: bytes, name: str, budget: _Budget) -> Iterator[fmt.Item]:
         archive = zipfile.ZipFile(io.BytesIO(data))
         infos = archive.infolist()
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        yield name, fmt._parse_error(f"unreadable zip: {exc}")
+        yield name, fmt.parse_error(f"unreadable zip: {exc}")
         return
     for info in infos:
         if info.is_dir() or _skipped_member(info.filename):
             continue
-        yield from _iter_member(info.filename, name, budget, lambda: archive.open(info), info.file_size)
+        yield from _iter_member(info.filename, name, budget, partial(archive.open, info), info.file_size)
         if budget.bytes_used >= budget.max_bytes:
             return
 
@@ -200,11 +135,13 @@ def _iter_tar(data: bytes, name: str, budget: _Budget) -> Iterator[fmt.Item]:
             for member in archive:
                 if not member.isfile() or _skipped_member(member.name):
                     continue  # links, devices, directories: nothing a structure lives in
-                yield from _iter_member(member.name, name, budget, lambda: archive.extractfile(member), member.size)
+                yield from _iter_member(
+                    member.name, name, budget, partial(archive.extractfile, member), member.size
+                )
                 if budget.bytes_used >= budget.max_bytes:
                     return
     except (tarfile.TarError, OSError, EOFError, lzma.LZMAError) as exc:
-        yield name, fmt._parse_error(f"unreadable tar archive: {exc}")
+        yield name, fmt.parse_error(f"unreadable tar archive: {exc}")
 
 
 def _iter_member(member: str, name: str, budget: _Budget, opener, declared_size: int) -> Iterator[fmt.Item]:
@@ -213,7 +150,12 @@ def _iter_member(member: str, name: str, budget: _Budget, opener, declared_size:
     budget.members_seen += 1
     if budget.members_seen > budget.max_structures:
         budget.bytes_used = budget.max_bytes  # stops the archive loop
-        yield label, IngestError("too_large", f"archive has more than {budget.max_structures} members; the rest was not read")
+        yield (
+            label,
+            IngestError(
+                "too_large", f"archive has more than {budget.max_structures} members; the rest was not read"
+            ),
+        )
         return
     if _unsafe_member(member):
         yield label, IngestError("unsupported_format", "archive member with an absolute or '..' path refused")
@@ -232,7 +174,7 @@ def _iter_member(member: str, name: str, budget: _Budget, opener, declared_size:
         with opener() as stream:
             content = _read_capped(stream, budget)
     except (zipfile.BadZipFile, tarfile.TarError, OSError, RuntimeError, EOFError, ValueError) as exc:
-        yield label, fmt._parse_error(f"unreadable archive member: {exc}")
+        yield label, fmt.parse_error(f"unreadable archive member: {exc}")
         return
     if content is None:
         budget.bytes_used = budget.max_bytes
@@ -241,7 +183,9 @@ def _iter_member(member: str, name: str, budget: _Budget, opener, declared_size:
     yield from _iter_data(content, member, label, budget, in_archive=True)
 
 
-def _iter_data(data: bytes, filename: str, name: str, budget: _Budget, *, in_archive: bool = False) -> Iterator[fmt.Item]:
+def _iter_data(
+    data: bytes, filename: str, name: str, budget: _Budget, *, in_archive: bool = False
+) -> Iterator[fmt.Item]:
     """Structures of one file's bytes; `filename` picks the format, `name` prefixes the names."""
     kind = sniff_format(filename, data[:4096])
     if kind in _COMPRESSORS:
@@ -249,7 +193,7 @@ def _iter_data(data: bytes, filename: str, name: str, budget: _Budget, *, in_arc
             try:
                 inner = _read_capped(stream, budget)
             except (OSError, EOFError, lzma.LZMAError) as exc:
-                yield name, fmt._parse_error(f"cannot decompress: {exc}")
+                yield name, fmt.parse_error(f"cannot decompress: {exc}")
                 return
         if inner is None:
             yield name, _too_large(budget)
@@ -264,11 +208,19 @@ def _iter_data(data: bytes, filename: str, name: str, budget: _Budget, *, in_arc
         text = data.decode("utf-8", errors="replace")
         yield from _TEXT_FORMATS[kind](text, name=name, max_atoms=budget.max_atoms)
     else:
-        yield name, IngestError("unsupported_format", f"cannot tell the format of {PurePosixPath(filename).name!r}")
+        yield (
+            name,
+            IngestError("unsupported_format", f"cannot tell the format of {PurePosixPath(filename).name!r}"),
+        )
 
 
 def _collect(
-    items: Iterator[fmt.Item], *, source: str, name: str, budget: _Budget, allowed_elements: frozenset[str] | None
+    items: Iterator[fmt.Item],
+    *,
+    source: str,
+    name: str,
+    budget: _Budget,
+    allowed_elements: frozenset[str] | None,
 ) -> list[StructureRecord]:
     """Validate parsed items into records with unique names, stopping at the structure cap."""
     records: list[StructureRecord] = []
@@ -276,7 +228,9 @@ def _collect(
     for item_name, item in items:
         index = len(records)
         if index >= budget.max_structures:
-            error = IngestError("too_large", f"more than {budget.max_structures} structures; the rest were not read")
+            error = IngestError(
+                "too_large", f"more than {budget.max_structures} structures; the rest were not read"
+            )
             records.append(StructureRecord(name=f"{name}#{index}", source=source, index=index, error=error))
             break
         if item_name in seen:
@@ -287,7 +241,9 @@ def _collect(
             continue
         error = validate_structure(item, max_atoms=budget.max_atoms, allowed_elements=allowed_elements)
         structure = None if error else item
-        records.append(StructureRecord(name=item_name, source=source, index=index, structure=structure, error=error))
+        records.append(
+            StructureRecord(name=item_name, source=source, index=index, structure=structure, error=error)
+        )
     if not records:
         error = IngestError("empty", "no structures found")
         records.append(StructureRecord(name=name, source=source, index=0, error=error))
@@ -308,7 +264,9 @@ def read_bytes(
     name = PurePosixPath(filename.replace("\\", "/")).name or "upload"
     budget = _Budget(max_atoms=max_atoms, max_bytes=max_bytes, max_structures=max_structures)
     if len(data) > max_bytes:
-        items: Iterator[fmt.Item] = iter([(name, IngestError("too_large", f"{len(data)} bytes, more than {max_bytes}"))])
+        items: Iterator[fmt.Item] = iter(
+            [(name, IngestError("too_large", f"{len(data)} bytes, more than {max_bytes}"))]
+        )
     else:
         items = _iter_data(data, name, name, budget)
     return _collect(items, source=filename, name=name, budget=budget, allowed_elements=allowed_elements)
@@ -328,7 +286,9 @@ def read_structures(
     budget = _Budget(max_atoms=max_atoms, max_bytes=max_bytes, max_structures=max_structures)
     if path.is_dir():
         items = _iter_directory(path, budget)
-        return _collect(items, source=str(path), name=path.name, budget=budget, allowed_elements=allowed_elements)
+        return _collect(
+            items, source=str(path), name=path.name, budget=budget, allowed_elements=allowed_elements
+        )
     size = path.stat().st_size
     if size > max_bytes:
         items = iter([(path.name, IngestError("too_large", f"{size} bytes, more than {max_bytes}"))])

@@ -22,7 +22,7 @@ Item = tuple[str, "Structure | IngestError"]
 # CDVAE's own validity floor (compute_metrics.Crystal): below this a cell is not a crystal.
 MIN_VOLUME_A3 = 0.1
 _PT_KEYS = ("frac_coords", "num_atoms", "atom_types", "lengths", "angles")
-_CIF_BLOCK = re.compile(r"^[ \t]*data_(\S*)", re.IGNORECASE | re.MULTILINE)
+CIF_BLOCK = re.compile(r"^[ \t]*data_(\S*)", re.IGNORECASE | re.MULTILINE)
 
 
 def _short(exc: BaseException | str, limit: int = 300) -> str:
@@ -32,11 +32,11 @@ def _short(exc: BaseException | str, limit: int = 300) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-def _too_many(n: int, max_atoms: int) -> IngestError:
+def too_many_atoms(n: int, max_atoms: int) -> IngestError:
     return IngestError("too_many_atoms", f"{n} sites, more than the limit of {max_atoms}")
 
 
-def _parse_error(exc: BaseException | str, caught: list[warnings.WarningMessage] | None = None) -> IngestError:
+def parse_error(exc: BaseException | str, caught: list[warnings.WarningMessage] | None = None) -> IngestError:
     # pymatgen explains a failed CIF only in warnings; the exception itself just says "no structures".
     reasons = [_short(w.message) for w in caught or [] if "deprecat" not in str(w.message).lower()]
     message = _short(exc)
@@ -61,7 +61,7 @@ def parse_cif(text: str, *, name: str, max_atoms: int) -> Iterator[Item]:
     """Every data block of a CIF; names get `:blockname` only when there are several blocks."""
     from pymatgen.io.cif import CifParser
 
-    starts = list(_CIF_BLOCK.finditer(text))
+    starts = list(CIF_BLOCK.finditer(text))
     if not starts:
         yield name, IngestError("parse_error", "no data_ block found: not a CIF")
         return
@@ -74,7 +74,12 @@ def parse_cif(text: str, *, name: str, max_atoms: int) -> Iterator[Item]:
             # Count before building: pymatgen merges sites pairwise, far too slow for huge cells.
             rows = _cif_atom_rows(chunk)
             if rows > max_atoms:
-                yield block_name, IngestError("too_many_atoms", f"{rows} atom sites listed, more than the limit of {max_atoms}")
+                yield (
+                    block_name,
+                    IngestError(
+                        "too_many_atoms", f"{rows} atom sites listed, more than the limit of {max_atoms}"
+                    ),
+                )
                 continue
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -83,10 +88,10 @@ def parse_cif(text: str, *, name: str, max_atoms: int) -> Iterator[Item]:
                         primitive=False, on_error="raise"
                     )
                 except Exception as exc:  # noqa: BLE001 - any parser failure is this block's error
-                    yield block_name, _parse_error(exc, caught)
+                    yield block_name, parse_error(exc, caught)
                     continue
         except Exception as exc:  # noqa: BLE001
-            yield block_name, _parse_error(exc)
+            yield block_name, parse_error(exc)
             continue
         if not structures:
             yield block_name, IngestError("parse_error", "CIF block holds no structure")
@@ -102,13 +107,17 @@ def parse_poscar(text: str, *, name: str, max_atoms: int) -> Iterator[Item]:
         warnings.simplefilter("always")
         try:
             lines = text.splitlines()
-            counts = [int(tok) for tok in lines[6].split()] if len(lines) > 6 and lines[6].split()[0].isdigit() else []
+            counts = (
+                [int(tok) for tok in lines[6].split()]
+                if len(lines) > 6 and lines[6].split()[0].isdigit()
+                else []
+            )
             if sum(counts) > max_atoms:
-                yield name, _too_many(sum(counts), max_atoms)
+                yield name, too_many_atoms(sum(counts), max_atoms)
                 return
             poscar = Poscar.from_str(text, read_velocities=False)
         except Exception as exc:  # noqa: BLE001
-            yield name, _parse_error(exc, caught)
+            yield name, parse_error(exc, caught)
             return
     yield name, poscar.structure
 
@@ -143,7 +152,7 @@ def parse_extxyz(text: str, *, name: str, max_atoms: int) -> Iterator[Item]:
     for index, (n, block, error) in enumerate(frames):
         frame_name = f"{name}#{index}" if multi else name
         if n > max_atoms:
-            yield frame_name, _too_many(n, max_atoms)
+            yield frame_name, too_many_atoms(n, max_atoms)
             continue
         if block is None:
             yield frame_name, IngestError("parse_error", error or "unreadable frame")
@@ -151,17 +160,26 @@ def parse_extxyz(text: str, *, name: str, max_atoms: int) -> Iterator[Item]:
         try:
             atoms = ase_read(io.StringIO("\n".join(block) + "\n"), format="extxyz")
         except Exception as exc:  # noqa: BLE001
-            yield frame_name, _parse_error(exc)
+            yield frame_name, parse_error(exc)
             continue
         if atoms.cell.rank < 3 or not atoms.pbc.all():
-            yield frame_name, IngestError("degenerate_cell", "frame has no periodic 3D cell (Lattice= missing?)")
+            yield (
+                frame_name,
+                IngestError("degenerate_cell", "frame has no periodic 3D cell (Lattice= missing?)"),
+            )
             continue
         try:
-            yield frame_name, Structure(
-                Lattice(atoms.cell.array), atoms.get_chemical_symbols(), atoms.positions, coords_are_cartesian=True
+            yield (
+                frame_name,
+                Structure(
+                    Lattice(atoms.cell.array),
+                    atoms.get_chemical_symbols(),
+                    atoms.positions,
+                    coords_are_cartesian=True,
+                ),
             )
         except Exception as exc:  # noqa: BLE001
-            yield frame_name, _parse_error(exc)
+            yield frame_name, parse_error(exc)
 
 
 def _structure_from_dict(d: Any, *, max_atoms: int) -> Structure | IngestError:
@@ -170,11 +188,11 @@ def _structure_from_dict(d: Any, *, max_atoms: int) -> Structure | IngestError:
     if d.get("@class", "Structure") != "Structure":
         return IngestError("unsupported_format", f"pymatgen {d.get('@class')} is not a periodic Structure")
     if isinstance(d["sites"], list) and len(d["sites"]) > max_atoms:
-        return _too_many(len(d["sites"]), max_atoms)
+        return too_many_atoms(len(d["sites"]), max_atoms)
     try:
         return Structure.from_dict(d)
     except Exception as exc:  # noqa: BLE001
-        return _parse_error(exc)
+        return parse_error(exc)
 
 
 def parse_json(text: str, *, name: str, max_atoms: int) -> Iterator[Item]:
@@ -183,7 +201,7 @@ def parse_json(text: str, *, name: str, max_atoms: int) -> Iterator[Item]:
     try:
         obj = json.loads(text)
     except (ValueError, RecursionError) as exc:
-        yield name, _parse_error(exc)
+        yield name, parse_error(exc)
         return
     if isinstance(obj, dict) and "sites" in obj:
         yield name, _structure_from_dict(obj, max_atoms=max_atoms)
@@ -198,20 +216,29 @@ def parse_json(text: str, *, name: str, max_atoms: int) -> Iterator[Item]:
         for key, item in obj.items():
             yield f"{name}:{key}", _structure_from_dict(item, max_atoms=max_atoms)
     else:
-        yield name, IngestError("unsupported_format", "JSON is neither a pymatgen Structure nor a list of them")
+        yield (
+            name,
+            IngestError("unsupported_format", "JSON is neither a pymatgen Structure nor a list of them"),
+        )
 
 
 def parse_csv(text: str, *, name: str, max_atoms: int) -> Iterator[Item]:
-    """CSV with a `cif` (or `structure`, FlowMM's `relxed_structure`) column of CIF text or a repr of Structure.as_dict();
-    rows are named by `material_id` when the column exists, else `#row`."""
+    """CSV with a `cif` (or `structure`, FlowMM's `relxed_structure`) column of CIF text or of a
+    repr of Structure.as_dict(); rows are named by `material_id` when the column exists, else `#row`."""
     # CIF cells of large structures exceed csv's 128 KiB default field limit; the caller already
     # capped the whole text, so this only lifts a limit, never adds exposure.
     csv.field_size_limit(max(csv.field_size_limit(), min(sys.maxsize, len(text) + 1)))
     reader = csv.DictReader(io.StringIO(text))
     fields = {f.strip().lower(): f for f in reader.fieldnames or [] if f is not None}
-    column = next((fields[c] for c in ("cif", "structure", "relaxed_structure", "relxed_structure") if c in fields), None)
+    column = next(
+        (fields[c] for c in ("cif", "structure", "relaxed_structure", "relxed_structure") if c in fields),
+        None,
+    )
     if column is None:
-        yield name, IngestError("unsupported_format", f"CSV has no 'cif' column (columns: {sorted(fields)[:12]})")
+        yield (
+            name,
+            IngestError("unsupported_format", f"CSV has no 'cif' column (columns: {sorted(fields)[:12]})"),
+        )
         return
     id_column = fields.get("material_id")
     try:
@@ -226,13 +253,13 @@ def parse_csv(text: str, *, name: str, max_atoms: int) -> Iterator[Item]:
                     # A Python repr of Structure.as_dict() (CrystalFormer): literals only, never eval.
                     d = ast.literal_eval(cell)
                 except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
-                    yield row_name, _parse_error(f"not a Python literal dict: {_short(exc)}")
+                    yield row_name, parse_error(f"not a Python literal dict: {_short(exc)}")
                     continue
                 yield row_name, _structure_from_dict(d, max_atoms=max_atoms)
             else:
                 yield from parse_cif(cell, name=row_name, max_atoms=max_atoms)
     except csv.Error as exc:
-        yield f"{name}#{reader.line_num}", _parse_error(f"CSV unreadable from line {reader.line_num}: {exc}")
+        yield f"{name}#{reader.line_num}", parse_error(f"CSV unreadable from line {reader.line_num}: {exc}")
 
 
 def _load_pt(data: bytes) -> Any:
@@ -279,7 +306,7 @@ def parse_pt(data: bytes, *, name: str, max_atoms: int) -> Iterator[Item]:
             and bool((num_atoms.sum(axis=1) == total).all())
         )
     except Exception as exc:  # noqa: BLE001
-        yield name, _parse_error(f"malformed eval tensors: {_short(exc)}")
+        yield name, parse_error(f"malformed eval tensors: {_short(exc)}")
         return
     if not ok:
         shapes = {k: tuple(v.shape) for k, v in arr.items()}
@@ -293,24 +320,30 @@ def parse_pt(data: bytes, *, name: str, max_atoms: int) -> Iterator[Item]:
             yield crystal, _pt_crystal(arr, e, i, offsets[e, i], offsets[e, i + 1], max_atoms=max_atoms)
 
 
-def _pt_crystal(arr: dict[str, np.ndarray], e: int, i: int, lo: int, hi: int, *, max_atoms: int) -> Structure | IngestError:
+def _pt_crystal(
+    arr: dict[str, np.ndarray], e: int, i: int, lo: int, hi: int, *, max_atoms: int
+) -> Structure | IngestError:
     """One crystal, built as CDVAE's compute_metrics.Crystal does, with its validity rules."""
     n = hi - lo
     if n <= 0:
         return IngestError("empty", "crystal has no atoms")
     if n > max_atoms:
-        return _too_many(n, max_atoms)
+        return too_many_atoms(n, max_atoms)
     lengths = arr["lengths"][e, i].astype(float)
     angles = arr["angles"][e, i].astype(float)
     if not (np.isfinite(lengths).all() and np.isfinite(angles).all()):
-        return IngestError("degenerate_cell", f"non-finite cell parameters {lengths.tolist()} {angles.tolist()}")
+        return IngestError(
+            "degenerate_cell", f"non-finite cell parameters {lengths.tolist()} {angles.tolist()}"
+        )
     if (lengths <= 0).any():
         return IngestError("degenerate_cell", f"non-positive lattice length {lengths.round(4).tolist()} Å")
     try:
         lattice = Lattice.from_parameters(*lengths, *angles)
-        structure = Structure(lattice, arr["atom_types"][e, lo:hi].tolist(), arr["frac_coords"][e, lo:hi].astype(float))
+        structure = Structure(
+            lattice, arr["atom_types"][e, lo:hi].tolist(), arr["frac_coords"][e, lo:hi].astype(float)
+        )
     except Exception as exc:  # noqa: BLE001
-        return _parse_error(exc)
+        return parse_error(exc)
     if not structure.volume >= MIN_VOLUME_A3:
         return IngestError("degenerate_cell", f"cell volume {structure.volume:.3g} Å^3 below {MIN_VOLUME_A3}")
     return structure

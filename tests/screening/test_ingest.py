@@ -180,6 +180,8 @@ def test_read_bytes_sniffs_content_when_the_name_says_nothing() -> None:
     assert read_bytes(b"\x00\x01 not a structure", "blob.bin")[0].error.code == "unsupported_format"
     assert read_bytes(b"", "empty.cif")[0].error.code == "parse_error"
     assert read_bytes(b"[]", "empty.json")[0].error.code == "empty"
+    vasp4 = b"Si\n1.0\n5 0 0\n0 5 0\n0 0 5\n2\nDirect\n0 0 0\n.25 .25 .25\n"
+    assert read_bytes(vasp4, "POSCAR")[0].error.code == "parse_error"  # no species: never guess
 
 
 def test_pt_with_eval_dimension_and_invalid_crystals(tmp_path: Path) -> None:

@@ -100,24 +100,26 @@ def parse_cif(text: str, *, name: str, max_atoms: int) -> Iterator[Item]:
 
 
 def parse_poscar(text: str, *, name: str, max_atoms: int) -> Iterator[Item]:
-    """A VASP POSCAR/CONTCAR (species line required: there is no POTCAR to guess from)."""
+    """A VASP POSCAR/CONTCAR (VASP 5 style, with a species line)."""
     from pymatgen.io.vasp import Poscar
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             lines = text.splitlines()
-            counts = (
-                [int(tok) for tok in lines[6].split()]
-                if len(lines) > 6 and lines[6].split()[0].isdigit()
-                else []
-            )
+            species_line = lines[5].split() if len(lines) > 5 else []
+            if species_line and all(tok.isdigit() for tok in species_line):
+                # pymatgen would invent elements (H, He, ...) for a VASP 4 file: refuse instead.
+                yield name, IngestError("parse_error", "POSCAR has no species line (VASP 4 format)")
+                return
+            fields = lines[6].split() if len(lines) > 6 else []
+            counts = [int(tok) for tok in fields if tok.isdigit()]
             if sum(counts) > max_atoms:
                 yield name, too_many_atoms(sum(counts), max_atoms)
                 return
             poscar = Poscar.from_str(text, read_velocities=False)
         except Exception as exc:  # noqa: BLE001
-            yield name, parse_error(exc, caught)
+            yield name, parse_error(f"not a readable POSCAR: {_short(exc)}", caught)
             return
     yield name, poscar.structure
 

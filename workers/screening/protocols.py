@@ -38,6 +38,7 @@ class ProtocolSettings:
     displacement_is_diagonal: bool = True  # phonopy's default; PhononBench passes False
     subtract_force_drift: bool = True
     # Brillouin-zone coverage
+    band_path: Literal["phononbench", "seekpath"] = "phononbench"  # see phonons.py
     band_npoints: int = 101
     check_mesh: bool = False
     mesh_spacing_inv_angstrom: float = 0.1  # Γ-centred mesh; |b_i| / n_i <= spacing (2π included)
@@ -84,6 +85,7 @@ PHONONBENCH = ProtocolSettings(
     displacement_angstrom=0.01,
     displacement_is_diagonal=False,
     subtract_force_drift=True,
+    band_path="phononbench",
     band_npoints=101,
     check_mesh=False,
     check_commensurate=False,
@@ -104,6 +106,7 @@ DEFAULT = ProtocolSettings(
     relax_steps_per_cycle=500,
     relax_max_cycles=4,
     supercell="cubic",
+    band_path="seekpath",
     supercell_min_width_angstrom=10.0,
     supercell_max_atoms=400,
     confirm_weak_incommensurate=True,

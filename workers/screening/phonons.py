@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -21,18 +20,16 @@ Where = Literal["path", "mesh", "commensurate", "gamma"]
 
 
 def build_phonopy(unitcell: Atoms, *, supercell_matrix, settings: ProtocolSettings) -> Phonopy:
-    """Phonopy object for `unitcell` with `primitive_matrix=None` and displacements generated.
+    """Phonopy object whose primitive cell is `unitcell` itself, displacements generated.
 
-    The unit cell is also the primitive cell: PhononBench passes the input cell as is (phonopy 3
-    defaulted to None, phonopy >= 4 to 'auto', so it is explicit here); the default protocol has
-    already reduced the cell to its standard primitive.
+    PhononBench ran phonopy 3, whose default primitive matrix was the identity. phonopy >= 4
+    reduces to the primitive cell by default, and in the version installed here even an explicit
+    None means 'auto' (it warns so), hence 'P', the identity. The default protocol has already
+    reduced the cell to its standard primitive, so the identity is right for it too.
     """
     from phonopy import Phonopy
 
-    with warnings.catch_warnings():
-        # phonopy >= 4 warns that None differs from its new 'auto' default: that is the point
-        warnings.simplefilter("ignore")
-        phonon = Phonopy(to_phonopy(unitcell), supercell_matrix=np.asarray(supercell_matrix), primitive_matrix=None)
+    phonon = Phonopy(to_phonopy(unitcell), supercell_matrix=np.asarray(supercell_matrix), primitive_matrix="P")
     phonon.generate_displacements(
         distance=settings.displacement_angstrom, is_diagonal=settings.displacement_is_diagonal
     )

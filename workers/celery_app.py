@@ -24,8 +24,6 @@ celery_app.conf.update(
     task_ignore_result=True,  # results live in the database
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
-    # Redis re-delivers unacked messages after this; it must exceed the longest task
-    broker_transport_options={"visibility_timeout": 8 * 3600},
 )
 
 
@@ -35,6 +33,10 @@ def configure_celery(*, broker_url: str, soft_time_limit_s: int, time_limit_s: i
         broker_url=broker_url,
         task_soft_time_limit=soft_time_limit_s,
         task_time_limit=time_limit_s,
-        broker_transport_options={"visibility_timeout": time_limit_s + 600},
+        # Redis re-delivers an unacked message after the visibility timeout: it must exceed the
+        # longest task. (kombu's SQLAlchemy transport would pass this on to create_engine.)
+        broker_transport_options=(
+            {"visibility_timeout": time_limit_s + 600} if broker_url.startswith(("redis", "rediss")) else {}
+        ),
     )
     return celery_app

@@ -113,7 +113,10 @@ def load_jobs(context: WorkerContext, *, ids: Sequence[int]) -> list[Job]:
 
 
 def run_jobs(context: WorkerContext, *, jobs: Sequence[Job]) -> int:
-    """Run the core once per (protocol, potential) group; each verdict is saved as it arrives."""
+    """Run the core once per (protocol, potential) group; each verdict is saved as it arrives.
+
+    Returns how many verdicts this call stored (an already stored one is not stored again).
+    """
     from workers.screening.pipeline import screen_structures
     from workers.screening.potentials import load_potential
     from workers.screening.protocols import get_protocol
@@ -131,7 +134,8 @@ def run_jobs(context: WorkerContext, *, jobs: Sequence[Job]) -> int:
             # when the name confirms which job it belongs to
             job = _group[len(_done)] if len(_done) < len(_group) else None
             if job is not None and job.record.name == result.name:
-                save_result(context, job=job, result=result)
+                nonlocal saved
+                saved += save_result(context, job=job, result=result)
             _done.add(len(_done))
 
         results = screen_structures(

@@ -1,0 +1,50 @@
+# Two images from one file:
+#   docker build --target api    -t phononscreen-api .     # FastAPI + ingest, no torch
+#   docker build --target worker -t phononscreen-worker .  # torch (CUDA) + the potentials
+# Both run the same `phononscreen` CLI with settings from the environment (see docs/service.md).
+
+ARG PYTHON_VERSION=3.11
+
+# ---- common base: the project source and the light dependencies ------------------------------
+FROM python:${PYTHON_VERSION}-slim AS base
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    OPENBLAS_NUM_THREADS=1 PHONONSCREEN_HOME=/data PHONONSCREEN_API_HOST=0.0.0.0
+RUN useradd --create-home --uid 1000 phononscreen && mkdir -p /data && chown phononscreen /data
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY app ./app
+COPY workers ./workers
+COPY models ./models
+COPY migrations ./migrations
+COPY examples ./examples
+# What the API process imports: the web stack, the database, the Celery client and the ingest
+# half of the science core (pymatgen, ase, spglib, phonopy for the plots) — never torch.
+RUN pip install \
+      "fastapi>=0.110" "uvicorn>=0.29" "python-multipart>=0.0.9" "sqlalchemy>=2.0.30" "alembic>=1.13" \
+      "psycopg[binary]>=3.1" "celery>=5.4" "redis>=5.0" "pydantic>=2.6" "pydantic-settings>=2.2" \
+      "httpx>=0.27" "platformdirs>=4.0" "click>=8.1" "tqdm>=4.66" "numpy>=1.26" "scipy>=1.11" \
+      "pymatgen>=2024.6" "ase>=3.23" "phonopy>=2.26" "spglib>=2.5" "seekpath>=2.1" "matplotlib>=3.8" \
+      "flower>=2.0"
+
+# ---- api: no torch, no potentials ----------------------------------------------------------------
+FROM base AS api
+# --no-deps: pyproject pins torch and the potentials for the full install; the API needs neither
+RUN pip install --no-deps . && python -c "import app.main, sys; assert 'torch' not in sys.modules"
+USER phononscreen
+EXPOSE 8000
+HEALTHCHECK CMD python -c "import httpx; httpx.get('http://127.0.0.1:8000/health').raise_for_status()"
+CMD ["phononscreen", "api", "--port", "8000"]
+
+# ---- worker: torch for the GPU, SevenNet / CHGNet (weights in their wheels), MatterSim ----------
+FROM base AS worker
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cu128
+# torch first from the CUDA index, so nothing later resolves a different build
+RUN pip install "torch==2.13.0" --index-url ${TORCH_INDEX}
+RUN pip install . \
+    # MatterSim's declared requirements drag in torchvision/torchaudio/wandb/cloud SDKs it never
+    # imports for energies and forces; its real runtime imports are in pyproject.toml
+    && pip install --no-deps "mattersim==1.2.3" \
+    && python -c "import sevenn, chgnet, mattersim.forcefield.potential"
+USER phononscreen
+# MatterSim checkpoints: mount them at /home/phononscreen/.local/mattersim/pretrained_models
+CMD ["phononscreen", "worker", "--queues", "screen,default"]

@@ -1,0 +1,123 @@
+"""End to end with real processes and real physics: upload through the API, a worker screens
+with SevenNet-0, verdicts come back over the API. Once on Postgres + Redis, once embedded."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.service.conftest import REDIS_URL, al_cif, create_database, drop_database, free_port, si_cif
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
+CLI = [sys.executable, "-m", "app.cli"]
+
+
+def _env(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("PHONONSCREEN_") and k not in ("DATABASE_URL", "CELERY_BROKER_URL")}
+    env.update(PHONONSCREEN_HOME=str(home), OPENBLAS_NUM_THREADS="1", PHONONSCREEN_SCREEN_CHUNK="2", **extra)
+    return env
+
+
+@contextmanager
+def _process(args: list[str], *, env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
+    from app.commands.service import stop_process
+
+    with log.open("wb") as out:
+        process = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            yield process
+        finally:
+            stop_process(process, timeout_s=30)
+
+
+def _wait_ready(url: str, *, process: subprocess.Popen, log: Path, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()[-3000:]
+        try:
+            if httpx.get(f"{url}/ready", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"{url} not ready:\n{log.read_text()[-3000:]}")
+
+
+def _submit_and_check(url: str, tmp_path: Path, *, env: dict[str, str], logs: list[Path]) -> None:
+    files = []
+    for name, cif in (("Si.cif", si_cif()), ("Al.cif", al_cif())):
+        (tmp_path / name).write_text(cif)
+        files.append(str(tmp_path / name))
+    start = time.monotonic()
+    done = subprocess.run([*CLI, "submit", *files, "--url", url, "--generator", "textbook", "--protocol", "default",
+                           "--potential", "sevennet-0", "--timeout", "1200"],
+                          env=env, capture_output=True, text=True, timeout=1300)
+    elapsed = time.monotonic() - start
+    worker_logs = "\n".join(p.read_text()[-4000:] for p in logs)
+    assert done.returncode == 0, done.stdout + done.stderr + worker_logs
+    print(f"\nsubmit took {elapsed:.0f} s:\n{done.stdout}")
+    assert "batch" in done.stdout and "stable 2" in done.stdout, done.stdout + worker_logs
+
+    page = httpx.get(f"{url}/api/v1/candidates", params={"sort": "formula"}).json()
+    assert [i["reduced_formula"] for i in page["items"]] == ["Al", "Si"]
+    for item in page["items"]:
+        verdict = item["verdict"]
+        assert item["status"] == "done" and verdict["verdict"] == "stable", item
+        assert verdict["potential"] == "sevennet-0" and verdict["crystal_system"] == "cubic"
+        assert verdict["min_frequency_thz"] is not None and verdict["energy_per_atom_ev"] < 0
+        detail = httpx.get(f"{url}/api/v1/candidates/{item['id']}").json()
+        assert detail["result"]["provenance"]["protocol"] == "default"
+        assert detail["screening"]["attempts"] == 1 and detail["screening"]["worker"]
+        cif = httpx.get(f"{url}{detail['links']['relaxed_cif']}")
+        assert cif.status_code == 200 and "_cell_length_a" in cif.text
+        bands = httpx.get(f"{url}{detail['links']['band_structure_json']}").json()
+        assert bands["frequencies"] and bands["dos_frequencies_thz"]
+        png = httpx.get(f"{url}{detail['links']['band_structure_png']}", timeout=60)
+        assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
+    batch_id = page["items"][0]["batch_id"]
+    batch = httpx.get(f"{url}/api/v1/batches/{batch_id}").json()
+    assert batch["status"] == "done" and batch["progress"] == 1.0 and batch["counts"]["stable"] == 2
+    report = httpx.get(f"{url}/api/v1/reports/stability", params={"group_by": "crystal_system"}).json()
+    assert report["total"]["stable"] == 2 and report["total"]["rate"] == 1.0
+
+
+@pytest.mark.service
+def test_postgres_redis_separate_api_and_worker(tmp_path, redis_broker):
+    from migrations import upgrade_database
+
+    db_url = create_database()
+    try:
+        upgrade_database(db_url)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = _env(tmp_path / "home", DATABASE_URL=db_url, CELERY_BROKER_URL=REDIS_URL,
+                   PHONONSCREEN_ARTIFACTS_DIR=str(tmp_path / "artifacts"))
+        api_log, worker_log = tmp_path / "api.log", tmp_path / "worker.log"
+        with _process([*CLI, "worker", "--concurrency", "1"], env=env, log=worker_log), \
+                _process([*CLI, "api", "--port", str(port)], env=env, log=api_log) as api:
+            _wait_ready(url, process=api, log=api_log)
+            _submit_and_check(url, tmp_path, env=env, logs=[worker_log, api_log])
+    finally:
+        drop_database(db_url)
+
+
+def test_embedded_serve(tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    home = tmp_path / "home"
+    env = _env(home)
+    log = tmp_path / "serve.log"
+    with _process([*CLI, "serve", "--port", str(port)], env=env, log=log) as serve:
+        _wait_ready(url, process=serve, log=log)
+        _submit_and_check(url, tmp_path, env=env, logs=[log])
+    assert (home / "phononscreen.sqlite").is_file() and (home / "broker.sqlite").is_file()
+    assert any((home / "artifacts" / "screenings").rglob("bands.json"))

@@ -95,11 +95,14 @@ def add_candidates(
     return screenings
 
 
-def claim_screenings(session: Session, *, ids: Sequence[int], worker: str, task_id: str) -> list[int]:
+def claim_screenings(
+    session: Session, *, ids: Sequence[int], worker: str, task_id: str, max_attempts: int = 3
+) -> list[int]:
     """Atomically mark queued screenings as running for this task; returns the ids it got.
 
     A single UPDATE ... RETURNING, so two workers can never both claim a row. Rows already running
     under the same task id are reclaimed: that is a redelivery of a message whose worker died.
+    A structure that kills its worker every time (out of memory) stops after `max_attempts`.
     """
     stmt = (
         update(Screening)
@@ -107,7 +110,8 @@ def claim_screenings(session: Session, *, ids: Sequence[int], worker: str, task_
             Screening.id.in_(list(ids)),
             or_(
                 Screening.status == "queued",
-                and_(Screening.status == "running", Screening.task_id == task_id),
+                and_(Screening.status == "running", Screening.task_id == task_id,
+                     Screening.attempts < max_attempts),
             ),
         )
         .values(

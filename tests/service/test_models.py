@@ -53,6 +53,7 @@ def test_claim_is_exclusive_and_a_redelivery_reclaims(db_session):
     rows = db_session.scalars(select(Screening).where(Screening.id.in_(ids))).all()
     db_session.expire_all()
     assert {(s.status, s.attempts, s.worker) for s in rows} == {("running", 2, "w1b")}
+    assert claim_screenings(db_session, ids=ids, worker="w1", task_id="t1", max_attempts=2) == []
 
 
 def test_saving_a_verdict_twice_is_harmless(db_session):

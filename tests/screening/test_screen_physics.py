@@ -1,0 +1,146 @@
+"""End to end on CPU with SevenNet-0: relax, phonons, verdicts on textbook crystals (slow)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase.build import bulk
+
+from workers.screening import cells, phonons, verdict
+from workers.screening.ingest import read_structures
+from workers.screening.pipeline import screen_structures
+from workers.screening.protocols import DEFAULT, PHONONBENCH
+from workers.screening.relax import relax_structure
+from workers.screening.types import StructureRecord
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def sevennet():
+    from workers.screening.potentials import load_potential
+
+    return load_potential("sevennet-0", device="cpu")
+
+
+def _example(examples_dir, filename: str) -> StructureRecord:
+    (record,) = read_structures(examples_dir / filename)
+    assert record.ok, record.error
+    return record
+
+
+def _screen(record, potential, protocol=DEFAULT):
+    (result,) = screen_structures([record], protocol=protocol, potential=potential)
+    assert result.verdict != "failed", result.reason
+    return result
+
+
+@pytest.mark.parametrize("filename", ["Si_diamond.cif", "NaCl_rocksalt.cif", "KCl_rocksalt.cif"])
+def test_textbook_crystals_stable(examples_dir, sevennet, filename):
+    result = _screen(_example(examples_dir, filename), sevennet)
+    assert result.verdict == "stable", (result.reason, result.worst_mode)
+    assert result.stable_phononbench
+    assert result.born_stable is True
+    assert result.relax.converged and result.relax.max_force_ev_per_angstrom <= 0.005
+    assert result.relax.spacegroup_before == result.relax.spacegroup_after
+    assert result.crystal_system == "cubic"
+    # near-cubic supercell of the 2-atom primitive cell: the 64-atom conventional 2x2x2
+    assert result.phonons.n_supercell_atoms == 64
+    assert result.phonons.min_supercell_width_angstrom >= 10.0
+    assert round(abs(np.linalg.det(result.phonons.supercell_matrix))) == 32
+    assert result.thermal.heat_capacity_j_per_k_mol > 0
+    assert result.bands.frequencies and result.bands.dos_frequencies_thz
+    assert result.provenance.potential.name == "sevennet-0"
+    assert result.provenance.settings_hash == DEFAULT.settings_hash()
+    assert {"relax", "forces", "post", "elastic", "total"} <= set(result.timings_s)
+
+
+def test_kcl_diagonal_supercell_gives_false_alarm(examples_dir, sevennet):
+    """Why the default protocol insists on a near-cubic supercell (PROTOCOL.md)."""
+    record = _example(examples_dir, "KCl_rocksalt.cif")
+    prim = cells.standardize_primitive(cells.to_ase(record.structure), symprec=0.01).atoms
+    relaxed = relax_structure(prim, calculator=sevennet.calculator, settings=DEFAULT).atoms
+    reports = {}
+    for label, matrix in (("diagonal", np.diag([3, 3, 3])), ("cubic", np.array([[-2, 2, 2], [2, -2, 2], [2, 2, -2]]))):
+        ph = phonons.build_phonopy(relaxed, supercell_matrix=matrix, settings=DEFAULT)
+        forces = phonons.compute_displaced_forces(ph, calculator=sevennet.calculator, subtract_drift=True)
+        phonons.produce_force_constants(ph, forces)
+        mesh = phonons.mesh_numbers(ph, spacing_inv_angstrom=0.1, minimum=8)
+        qsets = [phonons.run_mesh_frequencies(ph, mesh)]
+        reports[label] = verdict.scan_modes(ph, qsets, supercell_matrix=matrix, settings=DEFAULT)
+    assert len(ph.supercell) == 64
+    assert reports["diagonal"].worst.frequency_thz < -0.3  # measured: -0.51 THz at a general q
+    assert reports["diagonal"].optical or reports["diagonal"].acoustic
+    assert reports["cubic"].worst.frequency_thz > -DEFAULT.imaginary_tol_thz
+
+
+def test_cubic_srtio3_unstable_at_gamma(examples_dir, sevennet):
+    result = _screen(_example(examples_dir, "SrTiO3_cubic.cif"), sevennet)
+    assert result.verdict == "unstable" and result.reason == "optical"
+    assert not result.stable_phononbench
+    worst = result.worst_mode
+    assert worst.where == "gamma" and worst.q_norm_inv_angstrom == 0.0
+    assert worst.frequency_thz < -1.0 and not worst.acoustic and worst.commensurate
+    assert result.confirmation_of is None  # strong instability: no larger supercell needed
+
+
+def test_wurtzite_gan_acoustic_rule(examples_dir, sevennet):
+    """SevenNet-0 dips on an acoustic branch next to Γ: noise the elastic tensor excuses."""
+    record = _example(examples_dir, "GaN_wurtzite.cif")
+    default = _screen(record, sevennet)
+    assert default.verdict == "stable", (default.reason, default.worst_mode)
+    assert default.stable_phononbench is False
+    assert default.born_stable is True
+    assert default.worst_mode.acoustic and default.worst_mode.q_norm_inv_angstrom < 0.1
+    assert -0.5 < default.worst_mode.frequency_thz < -0.05
+
+    bench = _screen(record, sevennet, PHONONBENCH)
+    assert bench.verdict == "unstable" and bench.reason == "acoustic"
+    assert bench.phonons.supercell_matrix == ((2, 0, 0), (0, 2, 0), (0, 0, 2))
+    assert bench.phonons.n_supercell_atoms == 32
+    worst = bench.worst_mode
+    assert worst.frequency_thz == pytest.approx(-0.30, abs=0.05)
+    assert np.allclose(np.abs(worst.qpoint), (0.01, 0.01, 0.0), atol=0.006)
+
+
+def test_born_failure_is_elastic_instability(sevennet):
+    """bcc Al: C11 < C12 with SevenNet-0 (a Bain-path saddle), so Born fails."""
+    structure = cells.to_pymatgen(bulk("Al", "bcc", a=3.24))
+    result = _screen(StructureRecord(name="Al-bcc", source="test", index=0, structure=structure), sevennet)
+    assert result.born_stable is False
+    assert result.verdict == "unstable" and result.reason == "elastic"
+    c = np.array(result.elastic_tensor_gpa)
+    assert c[0, 0] < c[0, 1]
+
+
+def test_structure_that_cannot_relax(shared_data, sevennet):
+    """CDVAE eval_opt.pt #231: four Nb atoms in a cell 0.51 A thin; the forces blow up."""
+    records = {r.name: r for r in read_structures(shared_data / "cdvae_eval_gen_jarvis" / "eval_opt.pt")}
+    record = records["eval_opt.pt#231"]
+    assert record.ok
+    (result,) = screen_structures([record], protocol=DEFAULT, potential=sevennet)
+    assert result.verdict == "relax_failed"
+    assert "diverged" in result.reason
+    assert result.stable_phononbench is False
+    assert result.phonons is None and result.relaxed_cif is None
+
+
+def test_germanium_weak_incommensurate_dip_is_confirmed(sevennet):
+    """Diamond Ge dips on a TA branch in the 64-atom cell; the 216-atom cell settles it."""
+    structure = cells.to_pymatgen(bulk("Ge", "diamond", a=5.658))
+    result = _screen(StructureRecord(name="Ge", source="test", index=0, structure=structure), sevennet)
+    assert result.confirmation_of is not None, result.worst_mode
+    first = result.confirmation_of
+    assert first.n_supercell_atoms == 64
+    assert -0.5 < first.worst_mode.frequency_thz < -0.05 and not first.worst_mode.commensurate
+    assert result.phonons.n_supercell_atoms == 216
+    assert result.phonons.min_supercell_width_angstrom >= 15.0
+    assert result.verdict == "stable"
+
+
+def test_failed_ingest_records_come_back_failed(sevennet):
+    from workers.screening.types import IngestError
+
+    bad = StructureRecord(name="x.cif", source="x.cif", index=0, error=IngestError("parse_error", "no atoms"))
+    (result,) = screen_structures([bad], protocol=DEFAULT, potential=sevennet)
+    assert result.verdict == "failed" and result.reason.startswith("parse_error")

@@ -45,10 +45,17 @@ def serve(port: int | None, host: str | None, home: Path | None) -> None:
     upgrade_database(settings.resolved_database_url)
     click.echo(f"phononscreen: data in {settings.home}")
     worker = start_worker_process(queues="screen,default", concurrency=1)
+    # uvicorn re-raises SIGTERM after its graceful shutdown; without a handler the process would
+    # die there and orphan the worker, so turn it into SystemExit and let `finally` stop the worker
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port)
     finally:
         stop_process(worker)
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def start_worker_process(*, queues: str, concurrency: int) -> subprocess.Popen:

@@ -43,7 +43,9 @@ def submit(paths: tuple[Path, ...], url: str, generator: str | None, protocol: s
 
 
 def _files_under(folder: Path):
-    return (p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    # a folder of structures usually carries a README; it is not a structure
+    return (p for p in folder.rglob("*")
+            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() not in (".md", ".txt"))
 
 
 def follow_batch(client, *, batch_id: int, timeout_s: float | None, poll_s: float = 2.0) -> dict:

@@ -119,5 +119,7 @@ def test_embedded_serve(tmp_path):
     with _process([*CLI, "serve", "--port", str(port)], env=env, log=log) as serve:
         _wait_ready(url, process=serve, log=log)
         _submit_and_check(url, tmp_path, env=env, logs=[log])
+    # SIGTERM ends serve through its own shutdown (which stops the worker), not by being killed
+    assert serve.returncode == 128 + 15, log.read_text()[-2000:]
     assert (home / "phononscreen.sqlite").is_file() and (home / "broker.sqlite").is_file()
     assert any((home / "artifacts" / "screenings").rglob("bands.json"))

@@ -16,13 +16,13 @@ from models.screening import STATUSES, Screening
 from models.verdict import Verdict
 
 VERDICTS: tuple[str, ...] = ("stable", "unstable", "relax_failed", "failed")
-SORTS: dict[str, tuple[object, bool]] = {
-    "id": (Candidate.id, False),
-    "formula": (Candidate.reduced_formula, False),
-    "n_sites": (Candidate.n_sites, False),
-    "min_frequency_thz": (Verdict.min_frequency_thz, False),
-    "energy_per_atom_ev": (Verdict.energy_per_atom_ev, False),
-    "created_at": (Candidate.created_at, False),
+SORTS = {  # API sort key -> column
+    "id": Candidate.id,
+    "formula": Candidate.reduced_formula,
+    "n_sites": Candidate.n_sites,
+    "min_frequency_thz": Verdict.min_frequency_thz,
+    "energy_per_atom_ev": Verdict.energy_per_atom_ev,
+    "created_at": Candidate.created_at,
 }
 GroupBy = Literal["generator", "crystal_system", "space_group"]
 
@@ -134,7 +134,7 @@ def list_candidates(
     """
     stmt = _candidate_query(filters)
     total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    column, _ = SORTS[sort.lstrip("-")]
+    column = SORTS[sort.lstrip("-")]
     order = column.desc() if sort.startswith("-") else column.asc()
     # NULLs (no verdict yet) last either way, portably
     rows = session.execute(

@@ -1,0 +1,505 @@
+"""Throughput benchmark: the PhononBench reference loop against the pipeline, same structures, one run.
+
+    python benchmarks/throughput.py --n 12 --potential sevennet-0 --protocol phononbench
+
+Each arm runs in a fresh subprocess of this script (`--worker reference|pipeline`) so that its
+peak memory is its own. The last line printed is `speedup <ratio> agreement <agreeing>/<total>`.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Both arms: a fair baseline, not a gain of the pipeline (OpenBLAS threads fight torch's on CPU).
+os.environ["OPENBLAS_NUM_THREADS"] = "1"
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import pickle  # noqa: E402
+import platform  # noqa: E402
+import random  # noqa: E402
+import resource  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path[:0] = [str(ROOT), str(HERE)]
+
+DATA = Path(os.environ.get("PHONONSCREEN_SHARED_DATA", ROOT.parent / "shared" / "data"))
+# Real generator outputs, raw and unrelaxed (shared/data/README.md section 1).
+GENERATORS = {
+    "mattergen": "mattergen_unconditional_pr54/generated_crystals_cif.zip",
+    "diffcsp": "diffcsp_mp20/DiffCSP_mp_20.pt",
+    "cdvae": "cdvae_eval_gen_jarvis/eval_gen.pt",
+    "crystalformer": "crystalformer_mp20/CrystalFormer_mp_20.csv.gz",
+}
+# Pipeline timing keys -> the columns printed; unknown keys land in "other".
+STAGES = {
+    "relax": ("symmetrize", "relax"),
+    "gamma": ("gamma",),
+    "forces": ("forces", "confirm_forces"),
+    "post": ("post", "confirm_post", "elastic"),
+}
+BORDERLINE_THZ = 0.05  # worst frequencies this close to the threshold are numerical noise territory
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.worker:
+        return run_worker(args)
+    return run_benchmark(args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, required=True, help="structures in the sample")
+    p.add_argument("--potential", default="sevennet-0")
+    p.add_argument("--protocol", default="phononbench", choices=("phononbench", "default"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--jobs", type=int, default=1, help="pipeline worker processes (needs workers.screening.parallel)")
+    p.add_argument("--max-atoms", type=int, default=12, help="sample only cells of at most this many atoms")
+    p.add_argument("--out", type=Path, default=Path("benchmark-out"))
+    p.add_argument("--data", type=Path, default=DATA, help="the shared data folder")
+    p.add_argument("--worker", choices=("reference", "pipeline"), help=argparse.SUPPRESS)
+    p.add_argument("--input", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--output", type=Path, help=argparse.SUPPRESS)
+    return p
+
+
+# --- the sample ----------------------------------------------------------------------------
+
+
+def sample_structures(*, n: int, seed: int, data: Path, max_atoms: int, elements: frozenset[str] | None) -> list:
+    """A fixed, seeded sample of n generator outputs, an equal share per generator, interleaved.
+
+    Records that fail ingest (including cells above `max_atoms`) or hold elements the potential
+    does not cover are skipped; duplicates are kept as the generators produced them.
+    """
+    from workers.screening.ingest import read_structures
+
+    pools = {}
+    for gen, rel in GENERATORS.items():
+        records = read_structures(data / rel, max_atoms=max_atoms, allowed_elements=elements)
+        pools[gen] = [r for r in records if r.ok]
+    quotas = {gen: n // len(pools) + (i < n % len(pools)) for i, gen in enumerate(pools)}
+    picks = {}
+    for gen, pool in pools.items():
+        rng = random.Random(f"{seed}:{gen}")
+        picks[gen] = [pool[i] for i in rng.sample(range(len(pool)), min(quotas[gen], len(pool)))]
+    sample = []
+    for i in range(max(quotas.values(), default=0)):
+        sample.extend(picks[gen][i] for gen in picks if i < len(picks[gen]))
+    return sample
+
+
+def duplicate_groups(records: list) -> list[list[str]]:
+    """Groups of sample names that pymatgen's StructureMatcher (defaults) calls the same crystal."""
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    groups = StructureMatcher().group_structures([r.structure for r in records])
+    by_id = {id(r.structure): r.name for r in records}
+    return [[by_id[id(s)] for s in g] for g in groups if len(g) > 1]
+
+
+# --- the arms (each in its own process) ------------------------------------------------------
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    import torch
+
+    from workers.screening.potentials import load_potential
+
+    records = pickle.loads(args.input.read_bytes())
+    start = time.perf_counter()
+    potential = load_potential(args.potential)
+    load_s = time.perf_counter() - start
+    cores = os.cpu_count() or 1
+    loads = [os.getloadavg()]
+    start = time.perf_counter()
+    if args.worker == "reference":
+        torch.set_num_threads(cores)  # the fair single-process baseline uses every core
+        layout = {"processes": 1, "torch_threads": cores, "entry": "reference_phononbench"}
+        results = _reference_arm(records, potential)
+    else:
+        results, layout = _pipeline_arm(records, potential=potential, args=args, cores=cores)
+    wall_s = time.perf_counter() - start
+    loads.append(os.getloadavg())
+    mib = 1024.0  # ru_maxrss is in KiB on Linux
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    report = {
+        "arm": args.worker,
+        "wall_s": wall_s,
+        "potential_load_s": load_s,
+        "potential": _jsonable(potential.info),
+        "layout": layout,
+        "loadavg_1_5_15": loads,
+        # CPU seconds of the whole arm (this process and its reaped children), potential load included
+        "cpu_s": sum(u.ru_utime + u.ru_stime for u in usage),
+        "maxrss_self_mib": usage[0].ru_maxrss / mib,
+        "maxrss_children_mib": usage[1].ru_maxrss / mib,
+        "results": results,
+    }
+    args.output.write_text(json.dumps(report, default=_jsonable))
+    return 0
+
+
+def _reference_arm(records: list, potential) -> list[dict]:
+    from reference_phononbench import screen_reference
+
+    out = []
+    for i, rec in enumerate(records, 1):
+        res = screen_reference(rec.structure, name=rec.name, calculator=potential.calculator)
+        out.append(res.as_dict())
+        _progress("reference", i, len(records), res.name, res.verdict, sum(res.timings_s.values()))
+    return out
+
+
+def _pipeline_arm(records: list, *, potential, args: argparse.Namespace, cores: int) -> tuple[list[dict], dict]:
+    import torch
+
+    from workers.screening.protocols import get_protocol
+
+    protocol = get_protocol(args.protocol)
+    done = [0]
+
+    def progress(res) -> None:
+        done[0] += 1
+        _progress("pipeline", done[0], len(records), res.name, res.verdict, res.timings_s.get("total", 0.0))
+
+    if args.jobs > 1:
+        from workers.screening.parallel import screen_parallel
+
+        threads = max(1, cores // args.jobs)
+        layout = {"processes": args.jobs, "torch_threads": threads, "entry": "screen_parallel"}
+        results = screen_parallel(
+            records, protocol=protocol, potential_name=args.potential, processes=args.jobs, threads_per_process=threads
+        )
+        for res in results:
+            progress(res)
+    else:
+        from workers.screening.pipeline import screen_structures
+
+        torch.set_num_threads(cores)
+        layout = {"processes": 1, "torch_threads": cores, "entry": "screen_structures"}
+        results = screen_structures(records, protocol=protocol, potential=potential, progress=progress)
+    return [_slim(r) for r in results], layout
+
+
+def _slim(result) -> dict:
+    data = result.as_dict(bulky=False)
+    data.pop("provenance", None)  # the same for every result; kept once per arm
+    data.get("extra", {}).pop("traceback", None)
+    return data
+
+
+def _progress(arm: str, i: int, n: int, name: str, verdict: str, seconds: float) -> None:
+    print(f"[{arm} {i}/{n}] {name}: {verdict} ({seconds:.1f} s)", file=sys.stderr, flush=True)
+
+
+# --- the driver ----------------------------------------------------------------------------
+
+
+def run_arm(arm: str, *, sample_path: Path, args: argparse.Namespace, workdir: Path) -> dict:
+    """Run one arm in a fresh interpreter; add the sampled peak RSS of its whole process tree."""
+    out = workdir / f"{arm}.json"
+    cmd = [
+        sys.executable, str(Path(__file__).resolve()), "--worker", arm, "--input", str(sample_path),
+        "--output", str(out), "--n", str(args.n), "--potential", args.potential, "--protocol", args.protocol,
+        "--jobs", str(args.jobs),
+    ]  # fmt: skip
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=os.environ.copy())
+    peak = _TreeRss(proc.pid)
+    peak.start()
+    rc = proc.wait()
+    peak.stop()
+    if rc != 0:
+        raise SystemExit(f"{arm} arm exited with status {rc}")
+    report = json.loads(out.read_text())
+    report["process_wall_s"] = time.perf_counter() - start
+    report["peak_tree_rss_mib"] = peak.peak_mib
+    return report
+
+
+class _TreeRss(threading.Thread):
+    """Samples the summed RSS of a process and all its descendants; keeps the maximum."""
+
+    def __init__(self, pid: int, *, every_s: float = 0.25) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.every_s, self.peak_mib = pid, every_s, 0.0
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        import psutil
+
+        try:
+            root = psutil.Process(self.pid)
+        except psutil.Error:
+            return
+        while not self._halt.is_set():
+            total = 0
+            try:
+                for p in [root, *root.children(recursive=True)]:
+                    try:
+                        total += p.memory_info().rss
+                    except psutil.Error:
+                        pass
+            except psutil.Error:
+                return
+            self.peak_mib = max(self.peak_mib, total / 2**20)
+            self._halt.wait(self.every_s)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join()
+
+
+def run_benchmark(args: argparse.Namespace) -> int:
+    from workers.screening.potentials import load_potential
+
+    potential = load_potential(args.potential)
+    sample = sample_structures(
+        n=args.n, seed=args.seed, data=args.data, max_atoms=args.max_atoms, elements=potential.elements
+    )
+    if len(sample) < args.n:
+        print(f"warning: only {len(sample)} structures available for --n {args.n}", file=sys.stderr)
+    dups = duplicate_groups(sample)
+    args.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="throughput-") as tmp:
+        workdir = Path(tmp)
+        sample_path = workdir / "sample.pkl"
+        sample_path.write_bytes(pickle.dumps(sample))
+        arms = {arm: run_arm(arm, sample_path=sample_path, args=args, workdir=workdir) for arm in ("reference", "pipeline")}
+    comparison = compare(arms["reference"]["results"], arms["pipeline"]["results"], protocol=args.protocol)
+    summary = summarize(arms, n=len(sample))
+    report = {
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if argv_is_cli() else None,
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k not in ("worker", "input", "output")},
+        "machine": _machine(),
+        "sample": [
+            {"name": r.name, "generator": _generator(r.source), "formula": r.structure.composition.reduced_formula, "n_sites": len(r.structure)}
+            for r in sample
+        ],
+        "sample_filter": f"ingest ok, <= {args.max_atoms} atoms, elements covered by {args.potential}",
+        "duplicate_groups": dups,
+        "summary": summary,
+        "comparison": comparison,
+        "arms": arms,
+    }  # fmt: skip
+    path = args.out / f"throughput_{args.protocol}_{args.potential}_n{len(sample)}_seed{args.seed}_jobs{args.jobs}.json"
+    path.write_text(json.dumps(report, indent=1, default=_jsonable))
+    print_report(report, path=path, args=args)
+    return 0
+
+
+def argv_is_cli() -> bool:
+    return bool(sys.argv and sys.argv[0].endswith("throughput.py"))
+
+
+def _generator(source: str) -> str:
+    return next((gen for gen, rel in GENERATORS.items() if source.endswith(Path(rel).name)), "?")
+
+
+def _machine() -> dict:
+    import torch
+
+    return {
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
+        "loadavg_at_end": os.getloadavg(),
+    }
+
+
+def summarize(arms: dict, *, n: int) -> dict:
+    out = {}
+    for arm, rep in arms.items():
+        split = {stage: 0.0 for stage in (*STAGES, "other")}
+        for res in rep["results"]:
+            for key, seconds in res["timings_s"].items():
+                if key == "total":
+                    continue
+                stage = next((s for s, keys in STAGES.items() if key in keys), "other")
+                split[stage] += seconds
+        out[arm] = {
+            "structures": n,
+            "wall_s": rep["wall_s"],
+            "structures_per_hour": n / rep["wall_s"] * 3600 if rep["wall_s"] > 0 else math.inf,
+            "cpu_s": rep["cpu_s"],
+            "loadavg_1min_start_end": [rep["loadavg_1_5_15"][0][0], rep["loadavg_1_5_15"][-1][0]],
+            "time_split_s": split,
+            "peak_tree_rss_mib": rep["peak_tree_rss_mib"],
+            "maxrss_self_mib": rep["maxrss_self_mib"],
+            "maxrss_largest_child_mib": rep["maxrss_children_mib"],
+            "verdicts": _count(r["verdict"] for r in rep["results"]),
+            "layout": rep["layout"],
+        }
+    ref, pipe = out["reference"]["structures_per_hour"], out["pipeline"]["structures_per_hour"]
+    out["speedup"] = pipe / ref if ref > 0 else math.nan
+    return out
+
+
+def _count(items) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for x in items:
+        counts[x] = counts.get(x, 0) + 1
+    return counts
+
+
+# --- verdict agreement ---------------------------------------------------------------------
+
+
+def compare(reference: list[dict], pipeline: list[dict], *, protocol: str) -> dict:
+    """Verdict agreement, every disagreement listed with both verdicts, frequencies and a reason.
+
+    `phononbench`: the pipeline's verdict must equal the reference's (all four labels).
+    `default`: the reference's stable/not-stable must equal the pipeline's `stable_phononbench`;
+    where the default verdict itself differs from the reference, that is listed separately.
+    """
+    rows, disagreements, default_differs = [], [], []
+    for ref, pipe in zip(reference, pipeline, strict=True):
+        row = {
+            "name": ref["name"],
+            "reference": ref["verdict"],
+            "pipeline": pipe["verdict"],
+            "pipeline_stable_phononbench": pipe["stable_phononbench"],
+            "reference_worst_thz": ref["min_path_frequency_thz"],
+            "pipeline_worst_path_thz": (pipe.get("phonons") or {}).get("worst_path_frequency_thz"),
+            "pipeline_worst_thz": pipe.get("min_frequency_thz"),
+        }
+        if protocol == "phononbench":
+            row["agree"] = ref["verdict"] == pipe["verdict"]
+        else:
+            row["agree"] = (ref["verdict"] == "stable") == bool(pipe["stable_phononbench"])
+        row["agree_stable_vs_not"] = (ref["verdict"] == "stable") == (pipe["verdict"] == "stable")
+        if not row["agree"]:
+            disagreements.append({**row, "why": explain(ref, pipe)})
+        if protocol == "default" and ref["verdict"] != pipe["verdict"]:
+            default_differs.append({**row, "why": explain(ref, pipe)})
+        rows.append(row)
+    out = {
+        "rule": "verdict == verdict" if protocol == "phononbench" else "reference stable == pipeline stable_phononbench",
+        "agreeing": sum(r["agree"] for r in rows),
+        "total": len(rows),
+        "agreeing_stable_vs_not": sum(r["agree_stable_vs_not"] for r in rows),
+        "rows": rows,
+        "disagreements": disagreements,
+    }
+    if protocol == "default":
+        out["default_verdict_differs"] = default_differs
+    return out
+
+
+def explain(ref: dict, pipe: dict) -> str:
+    """Best-effort account of why two verdicts differ, from what each arm recorded."""
+    facts = []
+    relax = pipe.get("relax") or {}
+    if ref["verdict"] in ("relax_failed", "failed") or pipe["verdict"] in ("relax_failed", "failed"):
+        facts.append(
+            f"reference {ref['verdict']} ({ref['reason'] or 'relaxed'}; {ref['relax_steps']} steps, "
+            f"{ref['relax_cycles']} cycles, final fmax {_fmt(ref['relax_max_force_ev_per_angstrom'])} eV/A)"
+        )
+        facts.append(
+            f"pipeline {pipe['verdict']} ({pipe['reason'] or 'relaxed'}; {relax.get('steps')} steps, "
+            f"{relax.get('cycles')} cycles, final fmax {_fmt(relax.get('max_force_ev_per_angstrom'))} eV/A)"
+        )
+        return "; ".join(facts)
+    ref_f = ref["min_path_frequency_thz"]
+    pipe_path = (pipe.get("phonons") or {}).get("worst_path_frequency_thz")
+    worst = pipe.get("worst_mode") or {}
+    facts.append(f"reference worst path {_fmt(ref_f)} THz, pipeline worst path {_fmt(pipe_path)} THz")
+    if worst:
+        facts.append(
+            f"pipeline worst mode {_fmt(worst.get('frequency_thz'))} THz at q={worst.get('qpoint')} "
+            f"({worst.get('where')}, {'acoustic' if worst.get('acoustic') else 'optical'}, "
+            f"{'commensurate' if worst.get('commensurate') else 'incommensurate'})"
+        )
+    if pipe.get("reason"):
+        facts.append(f"pipeline reason: {pipe['reason']}")
+    if pipe.get("born_stable") is not None:
+        facts.append(f"Born criterion {'passes' if pipe['born_stable'] else 'fails'}")
+    near = [f for f in (ref_f, pipe_path) if f is not None and abs(f + 1e-3) < BORDERLINE_THZ]
+    if near:
+        facts.append(f"borderline: a worst path frequency within {BORDERLINE_THZ} THz of the -1e-3 THz threshold")
+    e_ref, e_pipe = ref.get("energy_per_atom_ev"), relax.get("energy_per_atom_ev")
+    if e_ref is not None and e_pipe is not None:
+        facts.append(f"relaxed energy/atom differs by {1000 * (e_pipe - e_ref):+.2f} meV")
+    facts.append(f"relax steps {ref['relax_steps']} (reference) vs {relax.get('steps')} (pipeline)")
+    return "; ".join(facts)
+
+
+def _fmt(x) -> str:
+    return "n/a" if x is None else f"{x:.4g}"
+
+
+# --- printing ------------------------------------------------------------------------------
+
+
+def print_report(report: dict, *, path: Path, args: argparse.Namespace) -> None:
+    s, c = report["summary"], report["comparison"]
+    gens = _count(x["generator"] for x in report["sample"])
+    print(f"sample: {len(report['sample'])} structures (seed {args.seed}; {report['sample_filter']}): {gens}")
+    print(f"duplicate groups in the sample (StructureMatcher): {len(report['duplicate_groups'])}")
+    print(f"potential {args.potential}, protocol {args.protocol}, {os.cpu_count()} cores, OPENBLAS_NUM_THREADS=1 in both arms")
+    header = (
+        f"{'arm':<10} {'layout':<9} {'wall s':>8} {'struct/h':>9} {'relax':>8} {'gamma':>7} {'forces':>8} "
+        f"{'post':>7} {'other':>7} {'peak MiB':>9} {'cpu s':>8} {'load 1m':>11}"
+    )
+    print(header)
+    for arm in ("reference", "pipeline"):
+        a = s[arm]
+        t = a["time_split_s"]
+        lay = a["layout"]
+        layout = f"{lay.get('processes')}p x {lay.get('torch_threads')}t"
+        load = "{:.1f}->{:.1f}".format(*a["loadavg_1min_start_end"])
+        print(
+            f"{arm:<10} {layout:<9} {a['wall_s']:>8.1f} {a['structures_per_hour']:>9.1f} {t['relax']:>8.1f} "
+            f"{t['gamma']:>7.1f} {t['forces']:>8.1f} {t['post']:>7.1f} {t['other']:>7.1f} {a['peak_tree_rss_mib']:>9.0f} "
+            f"{a['cpu_s']:>8.1f} {load:>11}"
+        )
+    print(
+        "(time split: seconds summed over structures and processes; peak MiB: summed RSS of the arm's "
+        "process tree; cpu s: user+system of the arm incl. potential load; load 1m: machine load average "
+        "at the arm's start and end: other users share this machine)"
+    )
+    for arm in ("reference", "pipeline"):
+        print(f"verdicts {arm}: {s[arm]['verdicts']}")
+    print(f"agreement ({c['rule']}): {c['agreeing']}/{c['total']}; stable-vs-not: {c['agreeing_stable_vs_not']}/{c['total']}")
+    for d in c["disagreements"]:
+        print(f"  DISAGREE {d['name']}: reference {d['reference']} vs pipeline {d['pipeline']} "
+              f"(stable_phononbench={d['pipeline_stable_phononbench']}): {d['why']}")  # fmt: skip
+    for d in c.get("default_verdict_differs", []):
+        print(f"  default differs {d['name']}: reference {d['reference']} vs default {d['pipeline']}: {d['why']}")
+    print(f"json: {path}")
+    print(f"speedup {s['speedup']:.2f} agreement {c['agreeing']}/{c['total']}")
+
+
+def _jsonable(obj):
+    import dataclasses
+
+    import numpy as np
+
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    raise TypeError(f"not JSON-able: {type(obj).__name__}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""The throughput benchmark end to end on two tiny real generator cells: last line and JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_throughput_smoke(tmp_path: Path, shared_data: Path) -> None:
+    cmd = [
+        sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--n", "2", "--potential", "sevennet-0",
+        "--protocol", "phononbench", "--max-atoms", "4", "--data", str(shared_data), "--out", str(tmp_path),
+    ]  # fmt: skip
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    last = re.fullmatch(r"speedup (\d+\.\d\d) agreement (\d+)/(\d+)", lines[-1])
+    assert last, lines[-1]
+    assert int(last.group(3)) == 2 and int(last.group(2)) <= 2
+
+    (path,) = tmp_path.glob("throughput_phononbench_sevennet-0_n2_*.json")
+    report = json.loads(path.read_text())
+    summary, comparison = report["summary"], report["comparison"]
+    assert len(report["sample"]) == 2 and all(s["n_sites"] <= 4 for s in report["sample"])
+    # one structure from each of the first two generators, read from the real files
+    assert [s["generator"] for s in report["sample"]] == ["mattergen", "diffcsp"]
+    for arm in ("reference", "pipeline"):
+        results = report["arms"][arm]["results"]
+        assert [r["name"] for r in results] == [s["name"] for s in report["sample"]]
+        assert all(r["verdict"] in ("stable", "unstable", "relax_failed", "failed") for r in results)
+        assert summary[arm]["structures_per_hour"] > 0
+        assert summary[arm]["peak_tree_rss_mib"] > 100  # a torch model was resident
+        assert report["arms"][arm]["wall_s"] > 0
+    ref_split = summary["reference"]["time_split_s"]
+    assert ref_split["relax"] > 0 and ref_split["gamma"] == 0  # the reference has no Γ check
+    assert f"{summary['speedup']:.2f}" == last.group(1)
+    assert (comparison["agreeing"], comparison["total"]) == (int(last.group(2)), 2)
+    # every disagreement is listed with a reason
+    assert len(comparison["disagreements"]) == 2 - comparison["agreeing"]
+    assert all(d["why"] for d in comparison["disagreements"])

@@ -1,8 +1,7 @@
-"""Describe a parsed structure for the database: formula, symmetry and a cheap dedup fingerprint."""
+"""Describe a parsed structure for the database: formula, symmetry and the dedup bucket key."""
 
 from __future__ import annotations
 
-import hashlib
 from typing import TYPE_CHECKING
 
 from models.crud import CandidateValues
@@ -19,6 +18,8 @@ def describe_structure(
     """Row values for one accepted structure."""
     from pymatgen.io.cif import CifWriter
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    from workers.screening.dedup import fingerprint
 
     try:
         analyzer = SpacegroupAnalyzer(structure, symprec=SYMPREC)
@@ -40,24 +41,7 @@ def describe_structure(
         spacegroup_number=number,
         spacegroup_symbol=symbol,
         crystal_system=system,
-        fingerprint=get_fingerprint(structure, spacegroup_number=number),
+        # the dedup core's bucket key: candidates are compared only within (reduced_formula, fingerprint)
+        fingerprint=fingerprint(structure),
         submitted_path=submitted_path,
     )
-
-
-def get_fingerprint(structure: Structure, *, spacegroup_number: int | None) -> str:
-    """Space group + reduced species counts + volume per atom (2 %): equal for obvious duplicates.
-
-    Cheap and coarse on purpose: it only narrows the candidates a StructureMatcher must compare.
-    """
-    counts = structure.composition.reduced_composition.get_el_amt_dict()
-    species = ",".join(f"{el}{counts[el]:g}" for el in sorted(counts))
-    volume_bin = round(_log_bin(structure.volume / len(structure)))
-    key = f"{spacegroup_number or 0}|{species}|{volume_bin}"
-    return hashlib.sha256(key.encode()).hexdigest()[:32]
-
-
-def _log_bin(volume_per_atom: float) -> float:
-    import math
-
-    return math.log(max(volume_per_atom, 1e-6)) / math.log(1.02)

@@ -28,15 +28,18 @@ class StructureOutcome(BaseModel):
     index: int
     accepted: bool
     candidate_id: int | None = None
+    # candidate whose screening (same protocol and potential) this one shares: nothing is recomputed
+    duplicate_of: int | None = None
     code: str | None = None  # why it was rejected
     reason: str | None = None
 
 
 class BatchCreated(BaseModel):
     id: int
-    status: Literal["queued"] = "queued"
+    status: Literal["queued", "done"] = "queued"  # done at once when every structure is a finished duplicate
     accepted: int
     rejected: int
+    duplicates: int = Field(0, description="Accepted structures linked to an existing screening (no compute).")
     structures: list[StructureOutcome]
 
 
@@ -105,7 +108,8 @@ class CandidateOut(BaseModel):
     spacegroup_symbol: str | None
     crystal_system: str | None
     fingerprint: str
-    status: str | None = Field(description="Status of its latest screening.")
+    duplicate_of: int | None = Field(None, description="Candidate whose screening and verdict this one shares.")
+    status: str | None = Field(description="Status of its latest screening (for a duplicate: of the one it shares).")
     verdict: VerdictOut | None
 
 

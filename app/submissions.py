@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
 from app.fingerprint import describe_structure
 from app.schemas import BatchCreated, StructureOutcome
 from models.artifacts import ArtifactStore, safe_name
-from models.crud import CandidateValues, add_candidates, create_batch, get_or_create_generator
+from models.crud import (
+    CandidateValues,
+    add_candidates,
+    create_batch,
+    finish_batches,
+    get_or_create_generator,
+    mark_duplicates,
+)
+from models.queries import get_dedup_candidates
 from workers.screening.types import StructureRecord
+
+if TYPE_CHECKING:
+    from pymatgen.core import Structure
 
 
 class SubmissionRejected(Exception):
@@ -70,13 +82,48 @@ def register_batch(
         if any(file_index == i for file_index, _, _ in accepted)
     }
     values = [_with_path(v, raw_paths[i]) for i, _, v in accepted]
+    originals = find_duplicates(session, structures=[(r.structure, v) for _, r, v in accepted],
+                                protocol=submission.protocol, potential=submission.potential)
     screenings = add_candidates(session, batch=batch, candidates=values)
-    by_name = iter(s.candidate_id for s in screenings)
+    # an original is an earlier screening (its id and candidate id) or an earlier position in this batch
+    links = [(s, *(o if isinstance(o, tuple) else (screenings[o].id, screenings[o].candidate_id)))
+             for s, o in zip(screenings, originals, strict=True) if o is not None]
+    mark_duplicates(session, links=[(s, original_id) for s, original_id, _ in links])
+    duplicate_of = {s.id: candidate_id for s, _, candidate_id in links}
+    by_name = iter(screenings)
     for outcome in outcomes:
         if outcome.accepted:
-            outcome.candidate_id = next(by_name)
-    created = BatchCreated(id=batch.id, accepted=len(accepted), rejected=len(rejected), structures=outcomes)
-    return created, [s.id for s in screenings]
+            screening = next(by_name)
+            outcome.candidate_id, outcome.duplicate_of = screening.candidate_id, duplicate_of.get(screening.id)
+    to_run = [s.id for s in screenings if s.id not in duplicate_of]
+    # a batch of duplicates of finished screenings has nothing to wait for
+    done = not to_run and finish_batches(session, batch_ids=[batch.id]) == [batch.id]
+    created = BatchCreated(id=batch.id, status="done" if done else "queued", accepted=len(accepted),
+                           rejected=len(rejected), duplicates=len(links), structures=outcomes)
+    return created, to_run
+
+
+def find_duplicates(
+    session: Session, *, structures: list[tuple[Structure, CandidateValues]], protocol: str, potential: str
+) -> list[tuple[int, int] | int | None]:
+    """For each structure: (screening id, candidate id) of an equivalent one already screened or
+    queued under `protocol` and `potential`, else the position of an equivalent earlier one in this
+    list, else None (it must be screened).
+
+    Only candidates sharing (reduced formula, fingerprint) are loaded and compared, so the cost
+    follows the size of those buckets, not of the table.
+    """
+    from pymatgen.core import Structure as PmgStructure
+
+    from workers.screening.dedup import DuplicateIndex
+
+    index: DuplicateIndex[tuple[int, int] | int] = DuplicateIndex()
+    keys = {(v.reduced_formula, v.fingerprint) for _, v in structures}
+    for screening_id, candidate_id, key, data in get_dedup_candidates(
+        session, keys=keys, protocol=protocol, potential=potential
+    ):
+        index.add(PmgStructure.from_dict(data), (screening_id, candidate_id), key=key)
+    return [index.find_or_add(structure, position) for position, (structure, _) in enumerate(structures)]
 
 
 def _describe(record: StructureRecord) -> tuple[CandidateValues | None, tuple[str, str]]:

@@ -8,13 +8,13 @@ from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, aliased, selectinload
 
 from models.base import utc_now
 from models.batch import Batch
 from models.candidate import Candidate
 from models.generator import Generator
-from models.screening import Screening
+from models.screening import DUPLICATE, Screening
 from models.verdict import Verdict
 
 
@@ -95,6 +95,14 @@ def add_candidates(
     return screenings
 
 
+def mark_duplicates(session: Session, *, links: Sequence[tuple[Screening, int]]) -> None:
+    """Make each (screening, original screening id) a duplicate: no compute, the original's verdict."""
+    for screening, original_id in links:
+        screening.duplicate_of_id = original_id
+        screening.status = DUPLICATE
+    session.flush()
+
+
 def claim_screenings(
     session: Session, *, ids: Sequence[int], worker: str, task_id: str, max_attempts: int = 3
 ) -> list[int]:
@@ -166,11 +174,14 @@ def fail_screenings(session: Session, *, ids: Sequence[int], error: str) -> None
 
 
 def finish_batches(session: Session, *, batch_ids: Sequence[int]) -> list[int]:
-    """Set `finished_at` on batches whose screenings have all ended; returns those ids."""
+    """Set `finished_at` on batches whose screenings have all ended (a duplicate's: its original's);
+    returns those ids."""
+    effective = aliased(Screening)
     open_counts = dict(
         session.execute(
             select(Screening.batch_id, func.count())
-            .where(Screening.batch_id.in_(list(batch_ids)), Screening.status.in_(("queued", "running")))
+            .join(effective, effective.id == func.coalesce(Screening.duplicate_of_id, Screening.id))
+            .where(Screening.batch_id.in_(list(batch_ids)), effective.status.in_(("queued", "running")))
             .group_by(Screening.batch_id)
         ).all()
     )

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import Select, case, func, literal, select
+from sqlalchemy import Select, case, func, literal, select, tuple_
 from sqlalchemy.orm import Session, aliased
 
 from models.batch import Batch
 from models.candidate import Candidate
 from models.generator import Generator
-from models.screening import STATUSES, Screening
+from models.screening import DUPLICATE, STATUSES, Screening
 from models.verdict import Verdict
 
 VERDICTS: tuple[str, ...] = ("stable", "unstable", "relax_failed", "failed")
@@ -71,19 +71,34 @@ def _latest_screening():
     return Screening.id == latest
 
 
+def _effective_screening(screening=Screening):
+    """An alias for the screening that does the work for `screening`: its `duplicate_of`, else itself."""
+    effective = aliased(Screening, name="effective")
+    return effective, effective.id == func.coalesce(screening.duplicate_of_id, screening.id)
+
+
+def effective_status(effective) -> object:
+    # a duplicate whose original was deleted with its batch will never get a verdict: it has ended
+    return case((effective.status == DUPLICATE, literal("failed")), else_=effective.status)
+
+
 def count_batch(session: Session, *, batch_id: int) -> BatchCounts:
-    """Screenings of a batch by status and verdicts by kind."""
+    """Screenings of a batch by status and verdicts by kind; a duplicate counts as what it links to."""
+    effective, on = _effective_screening()
+    status = effective_status(effective)
     by_status = dict.fromkeys(STATUSES, 0)
     by_status.update(
         session.execute(
-            select(Screening.status, func.count()).where(Screening.batch_id == batch_id).group_by(Screening.status)
+            select(status, func.count()).select_from(Screening).join(effective, on)
+            .where(Screening.batch_id == batch_id).group_by(status)
         ).all()
     )
     by_verdict = dict.fromkeys(VERDICTS, 0)
     by_verdict.update(
         session.execute(
             select(Verdict.verdict, func.count())
-            .join(Screening, Screening.id == Verdict.screening_id)
+            .select_from(Screening)
+            .join(Verdict, Verdict.screening_id == func.coalesce(Screening.duplicate_of_id, Screening.id))
             .where(Screening.batch_id == batch_id)
             .group_by(Verdict.verdict)
         ).all()
@@ -91,11 +106,49 @@ def count_batch(session: Session, *, batch_id: int) -> BatchCounts:
     return BatchCounts(by_status=by_status, by_verdict=by_verdict)
 
 
+def get_batch_ids(session: Session, *, screening_ids: Sequence[int]) -> list[int]:
+    """Batches of these screenings and of every duplicate linked to them (they end together)."""
+    ids = list(screening_ids)
+    rows = session.scalars(
+        select(Screening.batch_id).where(Screening.id.in_(ids) | Screening.duplicate_of_id.in_(ids)).distinct()
+    ).all()
+    return sorted(rows)
+
+
+def get_dedup_candidates(
+    session: Session, *, keys: Collection[tuple[str, str]], protocol: str, potential: str
+) -> list[tuple[int, int, str, dict]]:
+    """(screening id, candidate id, fingerprint, structure dict) of every screening under `protocol`
+    and `potential` that ran or will run (not a duplicate, not crashed) for a candidate with one of
+    these (reduced_formula, fingerprint) keys; oldest first, so the first match is the original.
+
+    The key pair is indexed (ix_candidates_formula_fingerprint), so this stays cheap at 100,000 rows.
+    """
+    if not keys:
+        return []
+    rows = session.execute(
+        select(Screening.id, Candidate.id, Candidate.fingerprint, Candidate.structure)
+        .join(Candidate, Candidate.id == Screening.candidate_id)
+        .where(
+            tuple_(Candidate.reduced_formula, Candidate.fingerprint).in_(list(keys)),
+            Screening.protocol == protocol,
+            Screening.potential == potential,
+            Screening.duplicate_of_id.is_(None),
+            Screening.status.in_(("queued", "running", "done")),
+        )
+        .order_by(Screening.id)
+    ).all()
+    return [tuple(row) for row in rows]
+
+
 def _candidate_query(filters: CandidateFilters) -> Select:
+    # a duplicate shows the screening it links to (status and verdict); its candidate_id tells which
+    effective, on = _effective_screening()
     stmt = (
-        select(Candidate, Screening, Verdict)
+        select(Candidate, effective, Verdict)
         .outerjoin(Screening, _latest_screening())
-        .outerjoin(Verdict, Verdict.screening_id == Screening.id)
+        .outerjoin(effective, on)
+        .outerjoin(Verdict, Verdict.screening_id == effective.id)
     )
     if filters.batch_id is not None:
         stmt = stmt.where(Candidate.batch_id == filters.batch_id)
@@ -146,10 +199,14 @@ def list_candidates(
 def get_candidate_screening(
     session: Session, *, candidate_id: int
 ) -> tuple[Screening | None, Verdict | None]:
-    """The latest screening of a candidate and its verdict, if any."""
+    """The latest screening of a candidate and its verdict, if any; for a duplicate, the screening it
+    links to (whose candidate_id is then another candidate's)."""
+    effective, on = _effective_screening()
     row = session.execute(
-        select(Screening, Verdict)
-        .outerjoin(Verdict, Verdict.screening_id == Screening.id)
+        select(effective, Verdict)
+        .select_from(Screening)
+        .join(effective, on)
+        .outerjoin(Verdict, Verdict.screening_id == effective.id)
         .where(Screening.candidate_id == candidate_id)
         .order_by(Screening.id.desc())
         .limit(1)
@@ -179,7 +236,7 @@ def get_stability_report(
         .select_from(Candidate)
         .outerjoin(gen, gen.id == Candidate.generator_id)
         .outerjoin(Screening, _latest_screening())
-        .outerjoin(Verdict, Verdict.screening_id == Screening.id)
+        .outerjoin(Verdict, Verdict.screening_id == func.coalesce(Screening.duplicate_of_id, Screening.id))
         .group_by(key)
         .order_by(key)
     )

@@ -11,8 +11,11 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from models.base import Base, TimestampMixin
 from models.candidate import Candidate
 
-ScreeningStatus = Literal["queued", "running", "done", "failed"]
+ScreeningStatus = Literal["queued", "running", "done", "failed", "duplicate"]
 STATUSES: tuple[str, ...] = ("queued", "running", "done", "failed")
+# stored on a screening that links to an equivalent one instead of running; its effective status
+# and verdict are those of `duplicate_of` (queries resolve the link)
+DUPLICATE = "duplicate"
 
 
 class Screening(TimestampMixin, Base):
@@ -32,5 +35,10 @@ class Screening(TimestampMixin, Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     error: Mapped[str | None] = mapped_column(Text)
+    # the screening (same protocol and potential, never itself a duplicate) whose verdict this one
+    # shares; SET NULL so deleting that batch leaves this row behind, orphaned rather than gone
+    duplicate_of_id: Mapped[int | None] = mapped_column(
+        ForeignKey("screenings.id", ondelete="SET NULL"), index=True
+    )
 
     candidate: Mapped[Candidate] = relationship()

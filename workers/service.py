@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from models.artifacts import ArtifactStore
 from models.crud import claim_screenings, fail_screenings, get_screenings, save_verdict
+from models.queries import get_batch_ids
 from models.session import create_db_engine, create_session_factory
 from workers.screening.types import ScreeningResult, StructureRecord
 
@@ -85,8 +86,9 @@ def mark_failed(context: WorkerContext, *, ids: Sequence[int], error: str) -> No
 
 
 def batch_ids_of(context: WorkerContext, *, ids: Sequence[int]) -> list[int]:
+    """Batches these screenings belong to, and those of the duplicates that share their verdicts."""
     with context.session() as session:
-        return sorted({s.batch_id for s in get_screenings(session, ids=ids)})
+        return get_batch_ids(session, screening_ids=ids)
 
 
 def load_jobs(context: WorkerContext, *, ids: Sequence[int]) -> list[Job]:

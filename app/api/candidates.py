@@ -109,6 +109,8 @@ def get_candidate_out(candidate: Candidate, screening: Screening | None, verdict
         reduced_formula=candidate.reduced_formula, elements=candidate.elements, n_sites=candidate.n_sites,
         spacegroup_number=candidate.spacegroup_number, spacegroup_symbol=candidate.spacegroup_symbol,
         crystal_system=candidate.crystal_system, fingerprint=candidate.fingerprint,
+        # the queries hand a duplicate the screening it links to, which belongs to another candidate
+        duplicate_of=screening.candidate_id if screening and screening.candidate_id != candidate.id else None,
         status=screening.status if screening else None,
         verdict=get_verdict_out(verdict) if verdict else None,
     )

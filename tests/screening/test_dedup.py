@@ -131,11 +131,11 @@ def test_bucket_key_loses_no_match_on_real_generator_output(diffcsp):
 
 def test_lookups_stay_fast_among_thousands(diffcsp):
     index = DuplicateIndex()
-    for i, s in enumerate(diffcsp[:2000]):
+    for i, s in enumerate(diffcsp[:1500]):
         index.add(s, i)
-    queries = diffcsp[5000:5300]
+    queries = diffcsp[5000:5200]
     start = time.perf_counter()
     hits = [index.find(s) for s in queries]
     rate = len(queries) / (time.perf_counter() - start)
     assert rate > 50, f"{rate:.0f} lookups/s"  # ~300/s on 2 cores; the cost is the cell reduction
-    assert sum(h is not None for h in hits) < 30
+    assert sum(h is not None for h in hits) < 20

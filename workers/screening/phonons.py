@@ -54,6 +54,15 @@ def compute_displaced_forces(phonon: Phonopy, *, calculator: Calculator, subtrac
     return np.array(forces)
 
 
+def count_symmetry_blind_displacements(phonon: Phonopy, *, settings: ProtocolSettings) -> int:
+    """How many displaced supercells the same supercell needs when symmetry is ignored (P1)."""
+    from phonopy import Phonopy
+
+    blind = Phonopy(phonon.unitcell, supercell_matrix=phonon.supercell_matrix, primitive_matrix="P", is_symmetry=False)
+    blind.generate_displacements(distance=settings.displacement_angstrom, is_diagonal=settings.displacement_is_diagonal)
+    return len(blind.displacements)
+
+
 def produce_force_constants(phonon: Phonopy, forces: np.ndarray) -> None:
     """Force constants from `forces`, then symmetrised (translational invariance, index permutation)."""
     phonon.forces = forces

@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from workers.screening import cells, elastic, phonons, verdict
+from workers.screening import cells, elastic, gamma, phonons, verdict
 from workers.screening.protocols import ProtocolSettings
 from workers.screening.relax import relax_structure
 from workers.screening.types import (
     BandData,
+    Mode,
     PhononRun,
     Provenance,
     ScreeningResult,
@@ -120,6 +121,17 @@ def _screen(
             elastic_tensor_gpa=None, born_stable=None, thermal=None, bands=None, **common,
         )  # fmt: skip
 
+    if protocol.gamma_first:
+        with _timed(timings, "gamma"):
+            check = gamma.check_gamma(relaxed, calculator=calc, settings=protocol)
+        extra["gamma_first"] = {
+            "frequencies_thz": check.frequencies_thz.round(4).tolist(),
+            "min_optical_thz": check.min_optical_thz,
+            "n_displacements": check.n_displacements,
+        }
+        if gamma.gamma_says_unstable(check, settings=protocol):
+            return _gamma_unstable(relaxed, check, protocol=protocol, timings=timings, common=common)
+
     born: bool | None = None
     tensor = None
     if protocol.elastic_tensor:
@@ -143,6 +155,8 @@ def _screen(
             decision = verdict.decide(run.report, born=born)
     with _timed(timings, "post"):
         bands, thermal = _bands_and_thermal(run.phonon, run.band, protocol)
+        n_blind = phonons.count_symmetry_blind_displacements(run.phonon, settings=protocol)
+    extra["n_displacements_symmetry_blind"] = n_blind
     sg_after = cells.get_spacegroup(relaxed, symprec=protocol.symprec)
     worst = run.report.worst
     timings["total"] = sum(v for k, v in timings.items() if k != "total")
@@ -160,8 +174,39 @@ def _screen(
         born_stable=born,
         thermal=thermal,
         bands=bands,
+        n_displacements_saved=n_blind - run.summary.n_displacements,
         **common,
     )
+
+
+def _gamma_unstable(relaxed: Atoms, check: gamma.GammaCheck, *, protocol, timings, common) -> ScreeningResult:
+    """Unstable on the Γ check alone: no supercell was built (and no elastic tensor needed)."""
+    mode = Mode(
+        frequency_thz=check.min_optical_thz,
+        qpoint=(0.0, 0.0, 0.0),
+        q_norm_inv_angstrom=0.0,
+        branch=check.softest_optical_band,
+        acoustic=False,
+        commensurate=True,
+        where="gamma",
+    )
+    run = PhononRun(
+        supercell_matrix=((1, 0, 0), (0, 1, 0), (0, 0, 1)),
+        n_supercell_atoms=len(relaxed),
+        n_displacements=check.n_displacements,
+        min_supercell_width_angstrom=float(cells.perpendicular_widths(np.array(relaxed.cell)).min()),
+        worst_mode=mode,
+        worst_path_frequency_thz=float(check.frequencies_thz.min()),
+        n_qpoints_checked=1,
+    )
+    sg_after = cells.get_spacegroup(relaxed, symprec=protocol.symprec)
+    timings["total"] = sum(v for k, v in timings.items() if k != "total")
+    return ScreeningResult(
+        verdict="unstable", reason="optical", stable_phononbench=False,
+        crystal_system=cells.crystal_system(sg_after[1]), spacegroup_number=sg_after[1],
+        worst_mode=mode, min_frequency_thz=mode.frequency_thz, phonons=run, confirmation_of=None,
+        elastic_tensor_gpa=None, born_stable=None, thermal=None, bands=None, **common,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

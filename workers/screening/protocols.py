@@ -24,6 +24,10 @@ class ProtocolSettings:
     relax_steps_per_cycle: int = 500
     relax_max_cycles: int = 15
     relax_abort_force_ev_per_angstrom: float = 1.0e4  # any force above this aborts (diverged)
+    # Early relax failure (0 / None = off). Off in `phononbench`: stopping early could change a
+    # verdict there, since a slow relaxation might still converge in a later cycle.
+    relax_max_volume_ratio: float | None = None  # volume grew/shrank by more than this: diverged
+    relax_stall_cycles: int = 0  # this many cycles in a row without halving the max force: stalled
     # supercell
     supercell: Literal["fixed", "cubic"] = "fixed"
     supercell_diagonal: tuple[int, int, int] = (2, 2, 2)  # when supercell == "fixed"
@@ -33,6 +37,12 @@ class ProtocolSettings:
     confirm_threshold_thz: float = -0.5  # only modes softer than 0 but above this are re-checked
     confirm_min_width_angstrom: float = 15.0
     confirm_max_atoms: int = 600
+    # Γ first: the Γ-point dynamical matrix from 3N small displacements of the unit cell alone.
+    # A clearly imaginary optical mode there is unstable on every path, mesh and supercell
+    # (Γ is on all of them and exact in all of them), so the supercell is skipped. Modes within
+    # `gamma_first_margin_thz` of the tolerance are left to the full calculation.
+    gamma_first: bool = False
+    gamma_first_margin_thz: float = 0.05
     # displacements and forces
     displacement_angstrom: float = 0.01
     displacement_is_diagonal: bool = True  # phonopy's default; PhononBench passes False
@@ -79,6 +89,10 @@ PHONONBENCH = ProtocolSettings(
     relax_steps_per_cycle=500,
     relax_max_cycles=15,
     relax_abort_force_ev_per_angstrom=1.0e4,
+    relax_max_volume_ratio=None,
+    relax_stall_cycles=0,
+    gamma_first=True,
+    gamma_first_margin_thz=0.05,
     supercell="fixed",
     supercell_diagonal=(2, 2, 2),
     confirm_weak_incommensurate=False,
@@ -105,6 +119,10 @@ DEFAULT = ProtocolSettings(
     relax_fail_fmax_ev_per_angstrom=0.005,
     relax_steps_per_cycle=500,
     relax_max_cycles=4,
+    relax_max_volume_ratio=4.0,
+    relax_stall_cycles=2,
+    gamma_first=True,
+    gamma_first_margin_thz=0.05,
     supercell="cubic",
     band_path="seekpath",
     supercell_min_width_angstrom=10.0,

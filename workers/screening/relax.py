@@ -53,6 +53,8 @@ def relax_structure(atoms: Atoms, *, calculator: Calculator, settings: ProtocolS
     volume0 = work.get_volume()
     steps = cycles = 0
     reason: str | None = None
+    stalled_cycles = 0
+    previous_fmax = float("inf")
     try:
         for _cycle in range(settings.relax_max_cycles):
             cycles += 1
@@ -61,13 +63,27 @@ def relax_structure(atoms: Atoms, *, calculator: Calculator, settings: ProtocolS
             converged = False
             for converged in optimizer.irun(fmax=settings.relax_fmax_ev_per_angstrom, steps=settings.relax_steps_per_cycle):
                 _check_sane(work, abort=settings.relax_abort_force_ev_per_angstrom)
+                _check_volume(work, volume0=volume0, max_ratio=settings.relax_max_volume_ratio)
             steps += optimizer.nsteps
+            fmax = max_force(work)
             # The filter judges forces in its deformed frame (f @ F), which drifts from the true
             # Cartesian forces as the cell changes; a fresh cycle resets F to the identity.
-            if converged and max_force(work) <= settings.relax_fmax_ev_per_angstrom:
+            if converged and fmax <= settings.relax_fmax_ev_per_angstrom:
+                break
+            stalled_cycles = stalled_cycles + 1 if fmax > 0.5 * previous_fmax else 0
+            previous_fmax = min(previous_fmax, fmax)
+            if (
+                settings.relax_stall_cycles
+                and stalled_cycles >= settings.relax_stall_cycles
+                and fmax > settings.relax_fail_fmax_ev_per_angstrom
+            ):
+                reason = (
+                    f"stalled: max force {fmax:.4g} eV/A not halved in {stalled_cycles} cycles "
+                    f"of {settings.relax_steps_per_cycle} steps ({steps} steps in all)"
+                )
                 break
         fmax = max_force(work)
-        if fmax > settings.relax_fail_fmax_ev_per_angstrom:
+        if reason is None and fmax > settings.relax_fail_fmax_ev_per_angstrom:
             reason = (
                 f"not converged: max force {fmax:.4g} eV/A > {settings.relax_fail_fmax_ev_per_angstrom:g} "
                 f"after {steps} steps in {cycles} cycles"
@@ -104,6 +120,14 @@ def _check_sane(atoms: Atoms, *, abort: float) -> None:
         raise RelaxDiverged(f"force {worst:.3g} eV/A above the abort threshold {abort:g} eV/A")
     if atoms.get_volume() < 1e-3 * len(atoms):
         raise RelaxDiverged("cell collapsed")
+
+
+def _check_volume(atoms: Atoms, *, volume0: float, max_ratio: float | None) -> None:
+    if max_ratio is None:
+        return
+    ratio = atoms.get_volume() / volume0
+    if ratio > max_ratio or ratio < 1.0 / max_ratio:
+        raise RelaxDiverged(f"cell volume changed by a factor {ratio:.3g} (limit {max_ratio:g})")
 
 
 def _safe_energy(atoms: Atoms) -> float:

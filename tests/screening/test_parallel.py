@@ -1,0 +1,33 @@
+"""Process-parallel screening gives the serial verdicts, in order (slow: real SevenNet-0)."""
+
+from __future__ import annotations
+
+import pytest
+
+from workers.screening.ingest import read_structures
+from workers.screening.parallel import Layout, screen_parallel
+from workers.screening.protocols import DEFAULT
+
+pytestmark = pytest.mark.slow
+
+
+def test_layout_by_device():
+    assert Layout.for_device("cpu", cores=2) == Layout(processes=2, threads_per_process=1)
+    assert Layout.for_device("cuda", cores=16).processes == 1
+
+
+def test_two_processes_same_verdicts_in_order(examples_dir):
+    records = [r for name in ("Al_fcc.cif", "SrTiO3_cubic.cif", "Si_diamond.cif") for r in read_structures(examples_dir / name)]
+    seen = []
+    parallel = screen_parallel(
+        records, protocol=DEFAULT, potential_name="sevennet-0", layout=Layout(processes=2, threads_per_process=1),
+        progress=lambda r: seen.append(r.name),
+    )
+    serial = screen_parallel(
+        records, protocol=DEFAULT, potential_name="sevennet-0", layout=Layout(processes=1, threads_per_process=1)
+    )
+    assert [r.name for r in parallel] == [r.name for r in records] == [r.name for r in serial]
+    assert sorted(seen) == sorted(r.name for r in records)
+    assert [r.verdict for r in parallel] == [r.verdict for r in serial] == ["stable", "unstable", "stable"]
+    for a, b in zip(parallel, serial):
+        assert a.min_frequency_thz == pytest.approx(b.min_frequency_thz, abs=1e-3)

@@ -1,0 +1,112 @@
+"""Screening in several processes, each with its own copy of the potential and a thread budget.
+
+Measured on 2 CPU cores (issue 4): two 1-thread processes give more structures per hour than one
+2-thread process, because much of a small-cell force call is Python and graph building that one
+thread cannot overlap. On a GPU one process per device is the right layout instead.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+
+from workers.screening.protocols import ProtocolSettings
+from workers.screening.types import ScreeningResult, StructureRecord
+
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Layout:
+    """Worker processes x torch threads per process."""
+
+    processes: int
+    threads_per_process: int
+
+    @classmethod
+    def for_device(cls, device: str, *, cores: int | None = None) -> "Layout":
+        """CPU: one 1-thread process per core (measured best here); GPU: one process."""
+        cores = cores or os.cpu_count() or 1
+        if device.startswith("cuda"):
+            return cls(processes=1, threads_per_process=min(cores, 4))
+        return cls(processes=cores, threads_per_process=1)
+
+
+def screen_parallel(
+    items: Sequence[StructureRecord],
+    *,
+    protocol: ProtocolSettings,
+    potential_name: str,
+    device: str = "cpu",
+    checkpoint: str | None = None,
+    layout: Layout,
+    progress: Callable[[ScreeningResult], None] | None = None,
+) -> list[ScreeningResult]:
+    """Like `pipeline.screen_structures`, spread over `layout.processes` processes.
+
+    Each process loads the potential once (by name: models are not sent between processes)
+    and screens one structure per task, so a slow structure never holds up the others. Results
+    come back in the order of `items`.
+    """
+    if layout.processes <= 1 or len(items) <= 1:
+        _set_threads(layout.threads_per_process)
+        from workers.screening.pipeline import screen_structures
+        from workers.screening.potentials import load_potential
+
+        potential = load_potential(potential_name, device=device, checkpoint=checkpoint)
+        return screen_structures(items, protocol=protocol, potential=potential, progress=progress)
+
+    results: list[ScreeningResult | None] = [None] * len(items)
+    # Children are spawned (not forked: torch and forked threads do not mix) and inherit the
+    # thread variables from this environment, which must be set before they import numpy.
+    saved = {k: os.environ.get(k) for k in _THREAD_VARIABLES}
+    os.environ.update({k: str(layout.threads_per_process) for k in _THREAD_VARIABLES})
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    try:
+        with ProcessPoolExecutor(
+            max_workers=min(layout.processes, len(items)),
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(potential_name, device, checkpoint, layout.threads_per_process),
+        ) as pool:
+            futures = {pool.submit(_screen_one, item, protocol): i for i, item in enumerate(items)}
+            for future in as_completed(futures):
+                result = future.result()
+                results[futures[future]] = result
+                if progress is not None:
+                    progress(result)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return [r for r in results if r is not None]
+
+
+_POTENTIAL = None
+
+
+def _set_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _init_worker(potential_name: str, device: str, checkpoint: str | None, threads: int) -> None:
+    global _POTENTIAL
+    _set_threads(threads)
+    from workers.screening.potentials import load_potential
+
+    _POTENTIAL = load_potential(potential_name, device=device, checkpoint=checkpoint)
+
+
+def _screen_one(item: StructureRecord, protocol: ProtocolSettings) -> ScreeningResult:
+    from workers.screening.pipeline import screen_structures
+
+    assert _POTENTIAL is not None, "worker process not initialised"
+    (result,) = screen_structures([item], protocol=protocol, potential=_POTENTIAL)
+    return result

@@ -111,6 +111,16 @@ whatever the verdicts; it is nonzero only for usage errors and an unavailable po
     help="Label of the generative model that produced the inputs (e.g. mattergen); stored on "
     "every row and used to group the summary.",
 )
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Worker processes, each with its own copy of the potential and one torch thread. On a "
+    "CPU, one per core gives the most structures per hour (measured: see benchmarks/README.md); "
+    "on a GPU keep 1.",
+)
 def screen(
     paths: tuple[Path, ...],
     protocol: str,
@@ -121,6 +131,7 @@ def screen(
     max_atoms: int,
     limit: int | None,
     generator: str | None,
+    jobs: int,
 ) -> None:
     """Screen crystal structures in PATH... for dynamical stability.
 
@@ -168,7 +179,10 @@ def screen(
         err=True,
     )
 
-    n_stable = _run(todo, out=out, settings=settings, loaded=loaded, generator=generator)
+    n_stable = _run(
+        todo, out=out, settings=settings, loaded=loaded, generator=generator, jobs=jobs,
+        checkpoint=str(potential_checkpoint) if potential_checkpoint else None,
+    )
 
     wanted = {key_of(r.name) for r in records}
     rows = [row for row in out.read_rows() if row_key(row) in wanted]
@@ -181,12 +195,14 @@ def screen(
     )
 
 
-def _run(todo, *, out, settings, loaded, generator: str | None) -> int:
+def _run(todo, *, out, settings, loaded, generator: str | None, jobs: int = 1, checkpoint: str | None = None) -> int:
     """Screen one record at a time, so the bar and results.jsonl advance per structure."""
     from tqdm import tqdm
 
     from workers.screening.pipeline import screen_structures
 
+    if jobs > 1 and len(todo) > 1:
+        return _run_parallel(todo, out=out, settings=settings, loaded=loaded, generator=generator, jobs=jobs, checkpoint=checkpoint)
     n_stable = 0
     bar = tqdm(todo, unit="structure", file=sys.stderr, dynamic_ncols=True, disable=not todo)
     try:
@@ -209,6 +225,41 @@ def _run(todo, *, out, settings, loaded, generator: str | None) -> int:
     finally:
         bar.close()
     return n_stable
+
+
+def _run_parallel(todo, *, out, settings, loaded, generator, jobs: int, checkpoint: str | None) -> int:
+    """`jobs` processes; results are written and counted here, in the parent, as they finish."""
+    from tqdm import tqdm
+
+    from workers.screening.parallel import Layout, screen_parallel
+
+    sources = {r.name: r.source for r in todo}
+    counts = {"stable": 0}
+    bar = tqdm(total=len(todo), unit="structure", file=sys.stderr, dynamic_ncols=True)
+
+    def finished(result) -> None:
+        counts["stable"] += result.verdict == "stable"
+        out.write_result(result, source=sources[result.name], generator=generator)
+        bar.update(1)
+        bar.set_postfix_str(f"{_short(result.name)}: {result.verdict} | stable {counts['stable']}")
+        if result.verdict == "failed":
+            bar.write(f"{result.name}: failed ({result.reason})", file=sys.stderr)
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            screen_parallel(
+                todo, protocol=settings, potential_name=loaded.info.name, device=loaded.info.device,
+                checkpoint=checkpoint, layout=Layout(processes=jobs, threads_per_process=1), progress=finished,
+            )
+    except KeyboardInterrupt:
+        bar.close()
+        out.write_tables()
+        click.echo("\ninterrupted; finished structures are saved, re-run to continue", err=True)
+        sys.exit(130)
+    finally:
+        bar.close()
+    return counts["stable"]
 
 
 def _short(name: str, width: int = 32) -> str:

@@ -32,7 +32,7 @@ class GammaCheck:
         return int(np.flatnonzero(~self.acoustic)[np.argmin(self.frequencies_thz[~self.acoustic])])
 
 
-def check_gamma(atoms: Atoms, *, calculator: Calculator, settings: ProtocolSettings) -> GammaCheck:
+def check_gamma(atoms: Atoms, *, calculator: Calculator, settings: ProtocolSettings, batched: bool = False) -> GammaCheck:
     """Γ-point frequencies (THz) from displacing the atoms of the unit cell itself.
 
     Moving an atom in the 1x1x1 cell moves all its periodic images with it, so the forces give
@@ -40,7 +40,9 @@ def check_gamma(atoms: Atoms, *, calculator: Calculator, settings: ProtocolSetti
     exactly. It costs 3N small cells instead of a supercell per displacement.
     """
     ph = phonons.build_phonopy(atoms, supercell_matrix=np.eye(3, dtype=int), settings=settings)
-    forces = phonons.compute_displaced_forces(ph, calculator=calculator, subtract_drift=settings.subtract_force_drift)
+    forces = phonons.compute_displaced_forces(
+        ph, calculator=calculator, subtract_drift=settings.subtract_force_drift, batched=batched
+    )
     phonons.produce_force_constants(ph, forces)
     mask = phonons.acoustic_mask(ph, np.zeros(3))
     ph.run_qpoints([[0.0, 0.0, 0.0]])

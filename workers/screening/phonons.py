@@ -36,22 +36,36 @@ def build_phonopy(unitcell: Atoms, *, supercell_matrix, settings: ProtocolSettin
     return phonon
 
 
-def compute_displaced_forces(phonon: Phonopy, *, calculator: Calculator, subtract_drift: bool) -> np.ndarray:
+def compute_displaced_forces(
+    phonon: Phonopy,
+    *,
+    calculator: Calculator,
+    subtract_drift: bool,
+    batched: bool = False,
+    max_batch_atoms: int = 2048,
+) -> np.ndarray:
     """Forces (n_displacements, n_supercell_atoms, 3) in eV/Å on every displaced supercell.
 
     With `subtract_drift` the mean force of each supercell is removed, as PhononBench does.
+    `batched` evaluates several supercells per forward pass through the potential's own batch
+    API (see batching.py: a GPU lever, slower on a CPU); otherwise one ASE call per supercell.
     """
     from workers.screening.cells import phonopy_to_ase
 
-    forces = []
-    for supercell in phonon.supercells_with_displacements:
-        atoms = phonopy_to_ase(supercell)
-        atoms.calc = calculator
-        f = np.array(atoms.get_forces(), dtype=float)
-        if subtract_drift:
-            f -= f.mean(axis=0)
-        forces.append(f)
-    return np.array(forces)
+    cells = [phonopy_to_ase(sc) for sc in phonon.supercells_with_displacements]
+    if batched:
+        from workers.screening.batching import batched_forces
+
+        raw = batched_forces(calculator, cells, max_atoms=max_batch_atoms)
+    else:
+        raw = []
+        for atoms in cells:
+            atoms.calc = calculator
+            raw.append(np.array(atoms.get_forces(), dtype=float))
+    forces = np.array(raw, dtype=float)
+    if subtract_drift:
+        forces -= forces.mean(axis=1, keepdims=True)
+    return forces
 
 
 def count_symmetry_blind_displacements(phonon: Phonopy, *, settings: ProtocolSettings) -> int:

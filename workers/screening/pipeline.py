@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from workers.screening import cells, elastic, gamma, phonons, verdict
+from workers.screening import batching, cells, elastic, gamma, phonons, verdict
 from workers.screening.protocols import ProtocolSettings
 from workers.screening.relax import relax_structure
 from workers.screening.types import (
@@ -83,6 +83,8 @@ def _screen(
     structure: Structure, *, name: str, protocol: ProtocolSettings, potential: LoadedPotential, timings: dict[str, float]
 ) -> ScreeningResult:
     calc = potential.calculator
+    batched = batching.use_batching(calc, mode=protocol.force_batching, device=potential.info.device)
+    batch_atoms = batching.max_atoms_per_batch(potential.info.device) if batched else 0
     warnings = [potential.info.warning] if potential.info.warning else []
     extra: dict = {}
     atoms = cells.to_ase(structure)
@@ -123,7 +125,7 @@ def _screen(
 
     if protocol.gamma_first:
         with _timed(timings, "gamma"):
-            check = gamma.check_gamma(relaxed, calculator=calc, settings=protocol)
+            check = gamma.check_gamma(relaxed, calculator=calc, settings=protocol, batched=batched)
         extra["gamma_first"] = {
             "frequencies_thz": check.frequencies_thz.round(4).tolist(),
             "min_optical_thz": check.min_optical_thz,
@@ -142,7 +144,8 @@ def _screen(
     matrix, sc_warning = _supercell(relaxed, protocol, confirm=False)
     if sc_warning:
         warnings.append(sc_warning)
-    run = _run_supercell(relaxed, matrix, protocol=protocol, calc=calc, timings=timings, stage="")
+    forces_kw = {"batched": batched, "max_batch_atoms": batch_atoms}
+    run = _run_supercell(relaxed, matrix, protocol=protocol, calc=calc, timings=timings, stage="", **forces_kw)
     decision = verdict.decide(run.report, born=born)
     first: PhononRun | None = None
     if _needs_confirmation(run.report, decision, protocol):
@@ -151,7 +154,7 @@ def _screen(
             warnings.append(warn2)
         if abs(np.linalg.det(bigger)) > abs(np.linalg.det(matrix)):
             first = run.summary
-            run = _run_supercell(relaxed, bigger, protocol=protocol, calc=calc, timings=timings, stage="confirm_")
+            run = _run_supercell(relaxed, bigger, protocol=protocol, calc=calc, timings=timings, stage="confirm_", **forces_kw)
             decision = verdict.decide(run.report, born=born)
     with _timed(timings, "post"):
         bands, thermal = _bands_and_thermal(run.phonon, run.band, protocol)
@@ -229,11 +232,22 @@ def _supercell(atoms: Atoms, protocol: ProtocolSettings, *, confirm: bool) -> tu
 
 
 def _run_supercell(
-    atoms: Atoms, matrix: np.ndarray, *, protocol: ProtocolSettings, calc, timings: dict[str, float], stage: str
+    atoms: Atoms,
+    matrix: np.ndarray,
+    *,
+    protocol: ProtocolSettings,
+    calc,
+    timings: dict[str, float],
+    stage: str,
+    batched: bool,
+    max_batch_atoms: int,
 ) -> _Run:
     phonon = phonons.build_phonopy(atoms, supercell_matrix=matrix, settings=protocol)
     with _timed(timings, stage + "forces"):
-        forces = phonons.compute_displaced_forces(phonon, calculator=calc, subtract_drift=protocol.subtract_force_drift)
+        forces = phonons.compute_displaced_forces(
+            phonon, calculator=calc, subtract_drift=protocol.subtract_force_drift,
+            batched=batched, max_batch_atoms=max_batch_atoms,
+        )
     with _timed(timings, stage + "post"):
         phonons.produce_force_constants(phonon, forces)
         if protocol.band_path == "phononbench":

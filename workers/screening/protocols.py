@@ -44,6 +44,7 @@ class ProtocolSettings:
     gamma_first: bool = False
     gamma_first_margin_thz: float = 0.05
     # displacements and forces
+    force_batching: Literal["auto", "serial", "batched"] = "auto"  # auto: batched on CUDA only
     displacement_angstrom: float = 0.01
     displacement_is_diagonal: bool = True  # phonopy's default; PhononBench passes False
     subtract_force_drift: bool = True

@@ -53,8 +53,9 @@ class Settings(BaseSettings):
                                         description="Soft limit of one screening task; its screenings are marked failed.")
     task_time_limit_s: int = Field(6 * 3600 + 600, gt=0, **_env("PHONONSCREEN_TASK_TIME_LIMIT_S"),
                                    description="Hard limit of one screening task (the worker child is killed).")
-    worker_concurrency: int = Field(1, gt=0, **_env("PHONONSCREEN_WORKER_CONCURRENCY"),
-                                    description="Worker processes per `phononscreen worker` (one per GPU).")
+    worker_concurrency: int | None = Field(None, gt=0, **_env("PHONONSCREEN_WORKER_CONCURRENCY"),
+                                           description="Worker processes per `phononscreen worker`; default: the "
+                                           "measured layout, one 1-thread process per core on a CPU, one per GPU.")
     api_host: str = Field("127.0.0.1", **_env("PHONONSCREEN_API_HOST"), description="API bind address.")
     api_port: int = Field(8000, gt=0, lt=65536, **_env("PHONONSCREEN_API_PORT"), description="API port.")
 

@@ -92,7 +92,7 @@ def api(port: int | None, host: str | None, workers: int) -> None:
 @click.option("--queues", "-Q", default="screen,default", show_default=True,
               help="Comma-separated: `screen` (heavy, GPU workers) and/or `default` (bookkeeping).")
 @click.option("--concurrency", "-c", type=int, default=None,
-              help="Worker processes [PHONONSCREEN_WORKER_CONCURRENCY, 1]; one per GPU.")
+              help="Worker processes [PHONONSCREEN_WORKER_CONCURRENCY; default: one 1-thread process per core on a CPU, one per GPU].")
 @click.option("--pool", "-P", type=click.Choice(["prefork", "solo", "threads"]), default="prefork",
               show_default=True, help="prefork enforces the hard time limit; solo runs in this process.")
 @click.option("--hostname", "-n", default=None, help="Celery node name (default phononscreen-PID@host).")
@@ -108,12 +108,30 @@ def worker(queues: str, concurrency: int | None, pool: str, hostname: str | None
     app = configure_celery(broker_url=settings.resolved_broker_url, soft_time_limit_s=settings.task_soft_time_limit_s,
                            time_limit_s=settings.task_time_limit_s)
     import workers.tasks  # noqa: F401  - registers the task bodies in this process only
+    from workers.screening.parallel import Layout
 
+    layout = Layout.for_device(_device(settings.device))
+    processes = concurrency or settings.worker_concurrency or layout.processes
+    # torch reads these when it is first imported, in the pool's children: set them before.
+    threads = layout.threads_per_process if processes == layout.processes else max(1, (os.cpu_count() or 1) // processes)
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    click.echo(f"worker layout: {processes} process(es) x {os.environ['OMP_NUM_THREADS']} torch thread(s)", err=True)
     app.worker_main([
-        "worker", "--queues", queues, "--concurrency", str(concurrency or settings.worker_concurrency),
+        "worker", "--queues", queues, "--concurrency", str(processes),
         "--pool", pool, "--hostname", hostname or f"phononscreen-{os.getpid()}@%h", "--loglevel", loglevel,
         "--without-gossip", "--without-mingle",
     ])
+
+
+def _device(device: str) -> str:
+    """'auto' without importing torch: a visible NVIDIA device means cuda."""
+    if device != "auto":
+        return device
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return "cpu"
+    return "cuda" if os.path.exists("/dev/nvidia0") else "cpu"
 
 
 @click.group()

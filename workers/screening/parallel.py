@@ -59,6 +59,14 @@ def screen_parallel(
         potential = load_potential(potential_name, device=device, checkpoint=checkpoint)
         return screen_structures(items, protocol=protocol, potential=potential, progress=progress)
 
+    from workers.screening.pipeline import as_duplicate, find_duplicates
+
+    duplicates = find_duplicates(items, protocol=protocol)
+    originals = [i for i, d in enumerate(duplicates) if d is None]
+    copies: dict[int, list[int]] = {}
+    for i, d in enumerate(duplicates):
+        if d is not None:
+            copies.setdefault(d, []).append(i)
     results: list[ScreeningResult | None] = [None] * len(items)
     # Children are spawned (not forked: torch and forked threads do not mix) and inherit the
     # thread variables from this environment, which must be set before they import numpy.
@@ -67,17 +75,20 @@ def screen_parallel(
     os.environ["OPENBLAS_NUM_THREADS"] = "1"
     try:
         with ProcessPoolExecutor(
-            max_workers=min(layout.processes, len(items)),
+            max_workers=min(layout.processes, max(1, len(originals))),
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
             initargs=(potential_name, device, checkpoint, layout.threads_per_process),
         ) as pool:
-            futures = {pool.submit(_screen_one, item, protocol): i for i, item in enumerate(items)}
+            futures = {pool.submit(_screen_one, items[i], protocol): i for i in originals}
             for future in as_completed(futures):
-                result = future.result()
-                results[futures[future]] = result
-                if progress is not None:
-                    progress(result)
+                i = futures[future]
+                done = [(i, future.result())]
+                done += [(j, as_duplicate(done[0][1], name=items[j].name)) for j in copies.get(i, [])]
+                for j, result in done:
+                    results[j] = result
+                    if progress is not None:
+                        progress(result)
     finally:
         for key, value in saved.items():
             if value is None:

@@ -45,9 +45,12 @@ def screen_structures(
     GPU) changes no caller. A per-structure failure is a `failed` verdict with its reason, never
     an exception; records that failed ingest come back `failed` with the ingest error.
     """
-    results = []
-    for item in items:
-        if item.structure is None or item.error is not None:
+    results: list[ScreeningResult] = []
+    duplicates = find_duplicates(items, protocol=protocol)
+    for item, original in zip(items, duplicates):
+        if original is not None:
+            result = as_duplicate(results[original], name=item.name)
+        elif item.structure is None or item.error is not None:
             result = _failed(item.name, None, protocol, potential, reason=_ingest_reason(item), timings={})
         else:
             result = screen_structure(item.structure, name=item.name, protocol=protocol, potential=potential)
@@ -55,6 +58,37 @@ def screen_structures(
             progress(result)
         results.append(result)
     return results
+
+
+def find_duplicates(items: Sequence[StructureRecord], *, protocol: ProtocolSettings) -> list[int | None]:
+    """For each item, the index of an earlier item it duplicates under `protocol.dedup`, or None."""
+    from workers.screening.dedup import DuplicateIndex, group_duplicates
+
+    structures = [item.structure if item.ok else None for item in items]
+    if protocol.dedup == "off":
+        return [None] * len(items)
+    if protocol.dedup == "match":
+        return group_duplicates(structures)
+    by_size: dict[int, DuplicateIndex] = {}  # "exact": the same input cell, so the same supercell
+    out: list[int | None] = []
+    for i, structure in enumerate(structures):
+        if structure is None:
+            out.append(None)
+            continue
+        index = by_size.setdefault(
+            len(structure), DuplicateIndex(ltol=1e-3, stol=1e-3, angle_tol=0.05, volume_tolerance=1e-3)
+        )
+        out.append(index.find_or_add(structure, i))
+    return out
+
+
+def as_duplicate(original: ScreeningResult, *, name: str) -> ScreeningResult:
+    """The original's verdict under this structure's name; it cost nothing."""
+    import dataclasses
+
+    return dataclasses.replace(
+        original, name=name, timings_s={"total": 0.0}, extra={**original.extra, "duplicate_of": original.name}
+    )
 
 
 def screen_structure(

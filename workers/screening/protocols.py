@@ -43,6 +43,10 @@ class ProtocolSettings:
     # `gamma_first_margin_thz` of the tolerance are left to the full calculation.
     gamma_first: bool = False
     gamma_first_margin_thz: float = 0.05
+    # Deduplication before any compute: "match" = pymatgen StructureMatcher at its default
+    # tolerances on primitive cells (dedup.py); "exact" = the same input cell up to rotation,
+    # translation and atom order (tolerances 1e-3), where the verdict provably cannot differ.
+    dedup: Literal["off", "exact", "match"] = "off"
     # displacements and forces
     force_batching: Literal["auto", "serial", "batched"] = "auto"  # auto: batched on CUDA only
     displacement_angstrom: float = 0.01
@@ -94,6 +98,7 @@ PHONONBENCH = ProtocolSettings(
     relax_stall_cycles=0,
     gamma_first=True,
     gamma_first_margin_thz=0.05,
+    dedup="exact",
     supercell="fixed",
     supercell_diagonal=(2, 2, 2),
     confirm_weak_incommensurate=False,
@@ -124,6 +129,7 @@ DEFAULT = ProtocolSettings(
     relax_stall_cycles=2,
     gamma_first=True,
     gamma_first_margin_thz=0.05,
+    dedup="match",
     supercell="cubic",
     band_path="seekpath",
     supercell_min_width_angstrom=10.0,

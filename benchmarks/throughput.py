@@ -62,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--potential", default="sevennet-0")
     p.add_argument("--protocol", default="phononbench", choices=("phononbench", "default"))
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--jobs", type=int, default=1, help="pipeline worker processes (needs workers.screening.parallel)")
+    p.add_argument("--jobs", type=int, default=1, help="pipeline processes; 0: the layout the pipeline picks")
     p.add_argument("--max-atoms", type=int, default=12, help="sample only cells of at most this many atoms")
     p.add_argument("--out", type=Path, default=Path("benchmark-out"))
     p.add_argument("--data", type=Path, default=DATA, help="the shared data folder")
@@ -117,7 +117,9 @@ def run_worker(args: argparse.Namespace) -> int:
 
     records = pickle.loads(args.input.read_bytes())
     start = time.perf_counter()
-    potential = load_potential(args.potential)
+    # A process-parallel pipeline loads the model in each worker; a copy here would only add memory.
+    in_process = args.worker == "reference" or args.jobs == 1
+    potential = load_potential(args.potential) if in_process else None
     load_s = time.perf_counter() - start
     cores = os.cpu_count() or 1
     loads = [os.getloadavg()]
@@ -125,9 +127,9 @@ def run_worker(args: argparse.Namespace) -> int:
     if args.worker == "reference":
         torch.set_num_threads(cores)  # the fair single-process baseline uses every core
         layout = {"processes": 1, "torch_threads": cores, "entry": "reference_phononbench"}
-        results = _reference_arm(records, potential)
+        results, info = _reference_arm(records, potential), _jsonable(potential.info)
     else:
-        results, layout = _pipeline_arm(records, potential=potential, args=args, cores=cores)
+        results, layout, info = _pipeline_arm(records, potential=potential, args=args, cores=cores)
     wall_s = time.perf_counter() - start
     loads.append(os.getloadavg())
     mib = 1024.0  # ru_maxrss is in KiB on Linux
@@ -136,7 +138,7 @@ def run_worker(args: argparse.Namespace) -> int:
         "arm": args.worker,
         "wall_s": wall_s,
         "potential_load_s": load_s,
-        "potential": _jsonable(potential.info),
+        "potential": info,
         "layout": layout,
         "loadavg_1_5_15": loads,
         # CPU seconds of the whole arm (this process and its reaped children), potential load included
@@ -160,7 +162,9 @@ def _reference_arm(records: list, potential) -> list[dict]:
     return out
 
 
-def _pipeline_arm(records: list, *, potential, args: argparse.Namespace, cores: int) -> tuple[list[dict], dict]:
+def _pipeline_arm(records: list, *, potential, args: argparse.Namespace, cores: int) -> tuple[list[dict], dict, dict]:
+    """The project's pipeline: `screen_structures` in this process (--jobs 1), or `screen_parallel`
+    over --jobs processes sharing the cores (--jobs 0: the layout the pipeline picks itself)."""
     import torch
 
     from workers.screening.protocols import get_protocol
@@ -172,23 +176,28 @@ def _pipeline_arm(records: list, *, potential, args: argparse.Namespace, cores: 
         done[0] += 1
         _progress("pipeline", done[0], len(records), res.name, res.verdict, res.timings_s.get("total", 0.0))
 
-    if args.jobs > 1:
-        from workers.screening.parallel import screen_parallel
-
-        threads = max(1, cores // args.jobs)
-        layout = {"processes": args.jobs, "torch_threads": threads, "entry": "screen_parallel"}
-        results = screen_parallel(
-            records, protocol=protocol, potential_name=args.potential, processes=args.jobs, threads_per_process=threads
-        )
-        for res in results:
-            progress(res)
-    else:
+    if args.jobs == 1:
         from workers.screening.pipeline import screen_structures
 
         torch.set_num_threads(cores)
         layout = {"processes": 1, "torch_threads": cores, "entry": "screen_structures"}
         results = screen_structures(records, protocol=protocol, potential=potential, progress=progress)
-    return [_slim(r) for r in results], layout
+        return [_slim(r) for r in results], layout, _jsonable(potential.info)
+
+    from workers.screening.parallel import Layout, screen_parallel
+    from workers.screening.potentials import resolve_device
+
+    device = resolve_device("auto")
+    if args.jobs > 1:
+        chosen = Layout(processes=args.jobs, threads_per_process=max(1, cores // args.jobs))
+    else:
+        chosen = Layout.for_device(device, cores=cores)
+    layout = {"processes": chosen.processes, "torch_threads": chosen.threads_per_process, "entry": "screen_parallel"}
+    results = screen_parallel(
+        records, protocol=protocol, potential_name=args.potential, device=device, layout=chosen, progress=progress
+    )
+    info = _jsonable(results[0].provenance.potential) if results else {}
+    return [_slim(r) for r in results], layout, info
 
 
 def _slim(result) -> dict:
@@ -341,11 +350,40 @@ def summarize(arms: dict, *, n: int) -> dict:
             "maxrss_self_mib": rep["maxrss_self_mib"],
             "maxrss_largest_child_mib": rep["maxrss_children_mib"],
             "verdicts": _count(r["verdict"] for r in rep["results"]),
+            "atom_force_evaluations": sum(map(WORK[arm], rep["results"])),
             "layout": rep["layout"],
         }
     ref, pipe = out["reference"]["structures_per_hour"], out["pipeline"]["structures_per_hour"]
     out["speedup"] = pipe / ref if ref > 0 else math.nan
+    work = out["pipeline"]["atom_force_evaluations"]
+    out["work_ratio"] = out["reference"]["atom_force_evaluations"] / work if work else math.nan
     return out
+
+
+def reference_work(res: dict) -> int:
+    """Atoms whose forces the reference evaluated: relax steps x cell + displacements x 2x2x2 supercell."""
+    return res["relax_steps"] * res["n_sites"] + res["n_displacements"] * 8 * res["n_sites"]
+
+
+def pipeline_work(res: dict) -> int:
+    """The same count for the pipeline: relax, Γ-check displacements, supercell runs (confirmation
+    included) and the elastic-tensor strains (12 stress calls), each times the cell it ran on."""
+    extra = res.get("extra") or {}
+    n = (extra.get("input_to_primitive") or {}).get("n_primitive_atoms") or res["n_sites"]
+    work = ((res.get("relax") or {}).get("steps") or 0) * n
+    gamma = extra.get("gamma_first")
+    if isinstance(gamma, dict):
+        work += (gamma.get("n_displacements") or 0) * n
+    for run in (res.get("phonons"), res.get("confirmation_of")):
+        if run:
+            work += run["n_displacements"] * run["n_supercell_atoms"]
+    if res.get("elastic_tensor_gpa") is not None:
+        work += 12 * n
+    return work
+
+
+# Contention-proof complement to wall time: other users' load changes seconds, not this count.
+WORK = {"reference": reference_work, "pipeline": pipeline_work}
 
 
 def _count(items) -> dict[str, int]:
@@ -473,6 +511,11 @@ def print_report(report: dict, *, path: Path, args: argparse.Namespace) -> None:
     )
     for arm in ("reference", "pipeline"):
         print(f"verdicts {arm}: {s[arm]['verdicts']}")
+    print(
+        f"work (atom-force evaluations, independent of machine load): reference "
+        f"{s['reference']['atom_force_evaluations']}, pipeline {s['pipeline']['atom_force_evaluations']}, "
+        f"ratio {s['work_ratio']:.2f}"
+    )
     print(f"agreement ({c['rule']}): {c['agreeing']}/{c['total']}; stable-vs-not: {c['agreeing_stable_vs_not']}/{c['total']}")
     for d in c["disagreements"]:
         print(f"  DISAGREE {d['name']}: reference {d['reference']} vs pipeline {d['pipeline']} "

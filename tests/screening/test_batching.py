@@ -62,11 +62,17 @@ def test_pipeline_verdict_same_batched_or_serial(mattersim):
     from workers.screening.pipeline import screen_structures
     from workers.screening.types import StructureRecord
 
-    record = StructureRecord(name="Si", source="test", index=0, structure=to_pymatgen(bulk("Si", "diamond", 5.43)))
+    records = [
+        StructureRecord(name="Si", source="test", index=0, structure=to_pymatgen(bulk("Si", "diamond", 5.43))),
+        StructureRecord(name="Al", source="test", index=1, structure=to_pymatgen(bulk("Al", "fcc", 4.05))),
+    ]
     results = {
-        mode: screen_structures([record], protocol=DEFAULT.replace(force_batching=mode), potential=mattersim)[0]
+        mode: screen_structures(records, protocol=DEFAULT.replace(force_batching=mode), potential=mattersim)
         for mode in ("serial", "batched")
     }
-    assert results["serial"].verdict == results["batched"].verdict != "failed"
-    if results["serial"].min_frequency_thz is not None:
-        assert results["batched"].min_frequency_thz == pytest.approx(results["serial"].min_frequency_thz, abs=1e-3)
+    assert all(r.extra.get("relax_batched") for r in results["batched"])  # relaxed together
+    for serial, batched in zip(results["serial"], results["batched"]):
+        assert serial.verdict == batched.verdict != "failed"
+        assert serial.relax.steps == batched.relax.steps
+        if serial.min_frequency_thz is not None:
+            assert batched.min_frequency_thz == pytest.approx(serial.min_frequency_thz, abs=1e-3)

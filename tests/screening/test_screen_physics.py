@@ -55,11 +55,17 @@ def test_textbook_crystals_stable(examples_dir, sevennet, filename):
     assert {"relax", "forces", "post", "elastic", "total"} <= set(result.timings_s)
 
 
-def test_kcl_diagonal_supercell_gives_false_alarm(examples_dir, sevennet):
-    """Why the default protocol insists on a near-cubic supercell (PROTOCOL.md)."""
+@pytest.mark.parametrize("optimizer", ["FIRE", "BFGS"])
+def test_kcl_diagonal_supercell_gives_false_alarm(examples_dir, sevennet, optimizer):
+    """Why the default protocol insists on a near-cubic supercell (PROTOCOL.md).
+
+    The size of the artefact depends on where the relaxation stopped within its tolerance
+    (measured: -0.51 THz after FIRE, -0.07 THz after BFGS); the verdict it causes does not.
+    """
     record = _example(examples_dir, "KCl_rocksalt.cif")
     prim = cells.standardize_primitive(cells.to_ase(record.structure), symprec=0.01).atoms
-    relaxed = relax_structure(prim, calculator=sevennet.calculator, settings=DEFAULT).atoms
+    settings = DEFAULT.replace(relax_optimizer=optimizer)
+    relaxed = relax_structure(prim, calculator=sevennet.calculator, settings=settings).atoms
     reports = {}
     for label, matrix in (("diagonal", np.diag([3, 3, 3])), ("cubic", np.array([[-2, 2, 2], [2, -2, 2], [2, 2, -2]]))):
         ph = phonons.build_phonopy(relaxed, supercell_matrix=matrix, settings=DEFAULT)
@@ -69,8 +75,12 @@ def test_kcl_diagonal_supercell_gives_false_alarm(examples_dir, sevennet):
         qsets = [phonons.run_mesh_frequencies(ph, mesh)]
         reports[label] = verdict.scan_modes(ph, qsets, supercell_matrix=matrix, settings=DEFAULT)
     assert len(ph.supercell) == 64
-    assert reports["diagonal"].worst.frequency_thz < -0.3  # measured: -0.51 THz at a general q
-    assert reports["diagonal"].optical or reports["diagonal"].acoustic
+    assert reports["diagonal"].worst.frequency_thz < -DEFAULT.imaginary_tol_thz
+    assert not reports["diagonal"].worst.commensurate  # an interpolation artefact
+    if optimizer == "FIRE":
+        assert reports["diagonal"].worst.frequency_thz < -0.3  # measured: -0.51 THz at a general q
+    assert verdict.decide(reports["diagonal"], born=True) == ("unstable", "acoustic")
+    assert verdict.decide(reports["cubic"], born=True) == ("stable", None)
     assert reports["cubic"].worst.frequency_thz > -DEFAULT.imaginary_tol_thz
 
 

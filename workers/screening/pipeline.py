@@ -47,13 +47,16 @@ def screen_structures(
     """
     results: list[ScreeningResult] = []
     duplicates = find_duplicates(items, protocol=protocol)
-    for item, original in zip(items, duplicates):
+    relaxed = _relax_in_batches(items, duplicates, protocol=protocol, potential=potential)
+    for i, (item, original) in enumerate(zip(items, duplicates)):
         if original is not None:
             result = as_duplicate(results[original], name=item.name)
         elif item.structure is None or item.error is not None:
             result = _failed(item.name, None, protocol, potential, reason=_ingest_reason(item), timings={})
         else:
-            result = screen_structure(item.structure, name=item.name, protocol=protocol, potential=potential)
+            result = screen_structure(
+                item.structure, name=item.name, protocol=protocol, potential=potential, relaxed=relaxed.get(i)
+            )
         if progress is not None:
             progress(result)
         results.append(result)
@@ -91,13 +94,67 @@ def as_duplicate(original: ScreeningResult, *, name: str) -> ScreeningResult:
     )
 
 
+def _relax_in_batches(items, duplicates, *, protocol: ProtocolSettings, potential: LoadedPotential) -> dict:
+    """Where the potential batches (GPU), relax every structure of the list together first.
+
+    Returns {index: (outcome, seconds)} for the structures relaxed here; empty on the serial path
+    (then each structure relaxes in `screen_structure`). Preparation errors leave a structure to
+    the serial path, which reports them.
+    """
+    calc = potential.calculator
+    if not batching.use_batching(calc, mode=protocol.force_batching, device=potential.info.device):
+        return {}
+    todo, cells_in = [], []
+    for i, (item, original) in enumerate(zip(items, duplicates)):
+        if original is None and item.ok:
+            try:
+                cells_in.append(prepare_cell(item.structure, protocol=protocol)[0])
+                todo.append(i)
+            except Exception:  # noqa: BLE001
+                continue
+    if len(todo) < 2:
+        return {}
+    from workers.screening.batch_relax import relax_batch
+
+    start = time.perf_counter()
+    outcomes = relax_batch(
+        cells_in, calculator=calc, settings=protocol, max_atoms=batching.max_atoms_per_batch(potential.info.device)
+    )
+    share = (time.perf_counter() - start) / len(todo)  # wall time of the batch, shared out
+    return {i: (outcome, share) for i, outcome in zip(todo, outcomes)}
+
+
+def prepare_cell(structure: Structure, *, protocol: ProtocolSettings) -> tuple[Atoms, dict]:
+    """The cell the protocol relaxes: the input as given, or its symmetrised standard primitive."""
+    atoms = cells.to_ase(structure)
+    extra: dict = {}
+    if protocol.use_primitive:
+        std = cells.standardize_primitive(atoms, symprec=protocol.symprec)
+        atoms = std.atoms
+        extra["input_to_primitive"] = {
+            "transformation_matrix": std.transformation_matrix,
+            "origin_shift": std.origin_shift,
+            "n_input_atoms": std.n_input_atoms,
+            "n_primitive_atoms": len(atoms),
+        }
+    return atoms, extra
+
+
 def screen_structure(
-    structure: Structure, *, name: str, protocol: ProtocolSettings, potential: LoadedPotential
+    structure: Structure,
+    *,
+    name: str,
+    protocol: ProtocolSettings,
+    potential: LoadedPotential,
+    relaxed: tuple | None = None,
 ) -> ScreeningResult:
-    """Relax, compute phonons, decide; any exception becomes a `failed` verdict with its reason."""
+    """Relax, compute phonons, decide; any exception becomes a `failed` verdict with its reason.
+
+    `relaxed` = (RelaxOutcome, seconds) when the relaxation was already done in a batch.
+    """
     timings: dict[str, float] = {}
     try:
-        return _screen(structure, name=name, protocol=protocol, potential=potential, timings=timings)
+        return _screen(structure, name=name, protocol=protocol, potential=potential, timings=timings, relaxed=relaxed)
     except Exception as exc:  # noqa: BLE001 - a verdict must come back for every structure
         reason = f"{type(exc).__name__}: {exc}".strip()
         tb = traceback.format_exc(limit=3)
@@ -114,27 +171,27 @@ def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
 
 
 def _screen(
-    structure: Structure, *, name: str, protocol: ProtocolSettings, potential: LoadedPotential, timings: dict[str, float]
+    structure: Structure,
+    *,
+    name: str,
+    protocol: ProtocolSettings,
+    potential: LoadedPotential,
+    timings: dict[str, float],
+    relaxed: tuple | None = None,
 ) -> ScreeningResult:
     calc = potential.calculator
     batched = batching.use_batching(calc, mode=protocol.force_batching, device=potential.info.device)
     batch_atoms = batching.max_atoms_per_batch(potential.info.device) if batched else 0
     warnings = [potential.info.warning] if potential.info.warning else []
-    extra: dict = {}
-    atoms = cells.to_ase(structure)
-    input_sg = cells.format_spacegroup(cells.get_spacegroup(atoms, symprec=protocol.symprec))
+    input_sg = cells.format_spacegroup(cells.get_spacegroup(cells.to_ase(structure), symprec=protocol.symprec))
     with _timed(timings, "symmetrize"):
-        if protocol.use_primitive:
-            std = cells.standardize_primitive(atoms, symprec=protocol.symprec)
-            atoms = std.atoms
-            extra["input_to_primitive"] = {
-                "transformation_matrix": std.transformation_matrix,
-                "origin_shift": std.origin_shift,
-                "n_input_atoms": std.n_input_atoms,
-                "n_primitive_atoms": len(atoms),
-            }
-    with _timed(timings, "relax"):
-        outcome = relax_structure(atoms, calculator=calc, settings=protocol)
+        atoms, extra = prepare_cell(structure, protocol=protocol)
+    if relaxed is not None:
+        outcome, timings["relax"] = relaxed
+        extra["relax_batched"] = True
+    else:
+        with _timed(timings, "relax"):
+            outcome = relax_structure(atoms, calculator=calc, settings=protocol)
     relaxed, relax = outcome.atoms, outcome.summary
     relaxed_cif = _cif(relaxed) if relax.converged else None
     common = dict(

@@ -288,7 +288,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
     comparison = compare(arms["reference"]["results"], arms["pipeline"]["results"], protocol=args.protocol)
     summary = summarize(arms, n=len(sample))
     report = {
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if argv_is_cli() else None,
+        "command": " ".join(["python", *sys.argv]),
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k not in ("worker", "input", "output")},
         "machine": _machine(),
         "sample": [
@@ -305,10 +305,6 @@ def run_benchmark(args: argparse.Namespace) -> int:
     path.write_text(json.dumps(report, indent=1, default=_jsonable))
     print_report(report, path=path, args=args)
     return 0
-
-
-def argv_is_cli() -> bool:
-    return bool(sys.argv and sys.argv[0].endswith("throughput.py"))
 
 
 def _generator(source: str) -> str:

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
                                         description="Soft limit of one screening task; its screenings are marked failed.")
     task_time_limit_s: int = Field(6 * 3600 + 600, gt=0, **_env("PHONONSCREEN_TASK_TIME_LIMIT_S"),
                                    description="Hard limit of one screening task (the worker child is killed).")
+    keep_force_constants: bool = Field(False, **_env("PHONONSCREEN_KEEP_FORCE_CONSTANTS"),
+                                       description="Workers store each screening's force constants "
+                                       "(phonopy_params.yaml.xz) in the artifact store.")
     worker_concurrency: int | None = Field(None, gt=0, **_env("PHONONSCREEN_WORKER_CONCURRENCY"),
                                            description="Worker processes per `phononscreen worker`; default: the "
                                            "measured layout, one 1-thread process per core on a CPU, one per GPU.")

@@ -30,6 +30,7 @@ class WorkerConfig:
     database_url: str
     artifacts_dir: Path
     device: str = "auto"
+    keep_force_constants: bool = False  # phonopy_params yaml (xz) of each screening in the store
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,8 @@ def run_jobs(context: WorkerContext, *, jobs: Sequence[Job]) -> int:
             _done.add(len(_done))
 
         results = screen_structures(
-            [job.record for job in group], protocol=get_protocol(protocol), potential=loaded, progress=on_result
+            [job.record for job in group], protocol=get_protocol(protocol), potential=loaded, progress=on_result,
+            keep_force_constants=context.config.keep_force_constants,
         )
         for job, result in zip(group, results, strict=True):
             saved += save_result(context, job=job, result=result)  # no-op when saved already
@@ -177,6 +179,9 @@ def get_verdict_values(result: ScreeningResult, *, store: ArtifactStore, screeni
         relaxed_cif_path = store.write_text(f"{folder}/relaxed.cif", result.relaxed_cif)
     if result.bands is not None:
         bands_path = store.write_text(f"{folder}/bands.json", json.dumps(to_jsonable(dataclasses.asdict(result.bands))))
+    artifacts = {}
+    if result.phonopy_params_xz is not None:
+        artifacts["force_constants"] = store.write_bytes(f"{folder}/phonopy_params.yaml.xz", result.phonopy_params_xz)
     mode, relax, info = result.worst_mode, result.relax, result.provenance.potential
     return {
         "verdict": result.verdict,
@@ -194,7 +199,7 @@ def get_verdict_values(result: ScreeningResult, *, store: ArtifactStore, screeni
         "potential_name": info.name,
         "potential_warning": (info.warning or None) and info.warning[:1024],
         "settings_hash": result.provenance.settings_hash,
-        "result": to_jsonable(result.as_dict(bulky=False)),
+        "result": to_jsonable({**result.as_dict(bulky=False), "artifacts": artifacts}),
         "relaxed_cif_path": relaxed_cif_path,
         "bands_path": bands_path,
     }

@@ -121,6 +121,12 @@ whatever the verdicts; it is nonzero only for usage errors and an unavailable po
     "CPU, one per core gives the most structures per hour (measured: see benchmarks/README.md); "
     "on a GPU keep 1.",
 )
+@click.option(
+    "--keep-force-constants",
+    is_flag=True,
+    help="Also write force_constants/<name>.phonopy_params.yaml.xz (structure, displacements, "
+    "forces and force constants; open with phonopy.load).",
+)
 def screen(
     paths: tuple[Path, ...],
     protocol: str,
@@ -132,6 +138,7 @@ def screen(
     limit: int | None,
     generator: str | None,
     jobs: int,
+    keep_force_constants: bool,
 ) -> None:
     """Screen crystal structures in PATH... for dynamical stability.
 
@@ -181,7 +188,7 @@ def screen(
 
     n_stable = _run(
         todo, out=out, settings=settings, loaded=loaded, generator=generator, jobs=jobs,
-        checkpoint=str(potential_checkpoint) if potential_checkpoint else None,
+        checkpoint=str(potential_checkpoint) if potential_checkpoint else None, keep_fc=keep_force_constants,
     )
 
     wanted = {key_of(r.name) for r in records}
@@ -195,14 +202,19 @@ def screen(
     )
 
 
-def _run(todo, *, out, settings, loaded, generator: str | None, jobs: int = 1, checkpoint: str | None = None) -> int:
+def _run(
+    todo, *, out, settings, loaded, generator: str | None, jobs: int = 1, checkpoint: str | None = None, keep_fc: bool = False
+) -> int:
     """Screen one record at a time, so the bar and results.jsonl advance per structure."""
     from tqdm import tqdm
 
     from workers.screening.pipeline import screen_structures
 
     if jobs > 1 and len(todo) > 1:
-        return _run_parallel(todo, out=out, settings=settings, loaded=loaded, generator=generator, jobs=jobs, checkpoint=checkpoint)
+        return _run_parallel(
+            todo, out=out, settings=settings, loaded=loaded, generator=generator, jobs=jobs, checkpoint=checkpoint,
+            keep_fc=keep_fc,
+        )
     n_stable = 0
     bar = tqdm(todo, unit="structure", file=sys.stderr, dynamic_ncols=True, disable=not todo)
     try:
@@ -211,7 +223,7 @@ def _run(todo, *, out, settings, loaded, generator: str | None, jobs: int = 1, c
             with warnings.catch_warnings():
                 # pymatgen/phonopy chatter would tear the bar apart; each result keeps its own.
                 warnings.simplefilter("ignore")
-                (result,) = screen_structures([record], protocol=settings, potential=loaded)
+                (result,) = screen_structures([record], protocol=settings, potential=loaded, keep_force_constants=keep_fc)
             n_stable += result.verdict == "stable"
             out.write_result(result, source=record.source, generator=generator)
             bar.set_postfix_str(f"{_short(record.name)}: {result.verdict} | stable {n_stable}")
@@ -227,7 +239,7 @@ def _run(todo, *, out, settings, loaded, generator: str | None, jobs: int = 1, c
     return n_stable
 
 
-def _run_parallel(todo, *, out, settings, loaded, generator, jobs: int, checkpoint: str | None) -> int:
+def _run_parallel(todo, *, out, settings, loaded, generator, jobs: int, checkpoint: str | None, keep_fc: bool) -> int:
     """`jobs` processes; results are written and counted here, in the parent, as they finish."""
     from tqdm import tqdm
 
@@ -251,6 +263,7 @@ def _run_parallel(todo, *, out, settings, loaded, generator, jobs: int, checkpoi
             screen_parallel(
                 todo, protocol=settings, potential_name=loaded.info.name, device=loaded.info.device,
                 checkpoint=checkpoint, layout=Layout(processes=jobs, threads_per_process=1), progress=finished,
+                keep_force_constants=keep_fc,
             )
     except KeyboardInterrupt:
         bar.close()

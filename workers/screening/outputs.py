@@ -175,6 +175,7 @@ class OutputFolder:
             "relaxed_cif": self.root / "relaxed" / f"{stem}.cif",
             "plot": self.root / "plots" / f"{stem}.png",
             "bands": self.root / "bands" / f"{stem}.json",
+            "force_constants": self.root / "force_constants" / f"{stem}.phonopy_params.yaml.xz",
         }
 
     def write_result(
@@ -200,6 +201,9 @@ class OutputFolder:
             title = f"{result.name}  {result.formula}  {result.verdict}"
             _write_atomic(paths["plot"], plot_band_structure(result.bands, title=title))
             files["plot"] = str(paths["plot"].relative_to(self.root))
+        if result.phonopy_params_xz is not None:
+            _write_atomic(paths["force_constants"], result.phonopy_params_xz)
+            files["force_constants"] = str(paths["force_constants"].relative_to(self.root))
         row["files"] = files
         self._append(row)
         return row

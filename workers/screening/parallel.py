@@ -44,6 +44,7 @@ def screen_parallel(
     checkpoint: str | None = None,
     layout: Layout,
     progress: Callable[[ScreeningResult], None] | None = None,
+    keep_force_constants: bool = False,
 ) -> list[ScreeningResult]:
     """Like `pipeline.screen_structures`, spread over `layout.processes` processes.
 
@@ -57,7 +58,9 @@ def screen_parallel(
         from workers.screening.potentials import load_potential
 
         potential = load_potential(potential_name, device=device, checkpoint=checkpoint)
-        return screen_structures(items, protocol=protocol, potential=potential, progress=progress)
+        return screen_structures(
+            items, protocol=protocol, potential=potential, progress=progress, keep_force_constants=keep_force_constants
+        )
 
     from workers.screening.pipeline import as_duplicate, find_duplicates
 
@@ -80,7 +83,7 @@ def screen_parallel(
             initializer=_init_worker,
             initargs=(potential_name, device, checkpoint, layout.threads_per_process),
         ) as pool:
-            futures = {pool.submit(_screen_one, items[i], protocol): i for i in originals}
+            futures = {pool.submit(_screen_one, items[i], protocol, keep_force_constants): i for i in originals}
             for future in as_completed(futures):
                 i = futures[future]
                 done = [(i, future.result())]
@@ -115,9 +118,11 @@ def _init_worker(potential_name: str, device: str, checkpoint: str | None, threa
     _POTENTIAL = load_potential(potential_name, device=device, checkpoint=checkpoint)
 
 
-def _screen_one(item: StructureRecord, protocol: ProtocolSettings) -> ScreeningResult:
+def _screen_one(item: StructureRecord, protocol: ProtocolSettings, keep_force_constants: bool) -> ScreeningResult:
     from workers.screening.pipeline import screen_structures
 
     assert _POTENTIAL is not None, "worker process not initialised"
-    (result,) = screen_structures([item], protocol=protocol, potential=_POTENTIAL)
+    (result,) = screen_structures(
+        [item], protocol=protocol, potential=_POTENTIAL, keep_force_constants=keep_force_constants
+    )
     return result

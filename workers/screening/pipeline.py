@@ -38,6 +38,7 @@ def screen_structures(
     protocol: ProtocolSettings,
     potential: LoadedPotential,
     progress: Callable[[ScreeningResult], None] | None = None,
+    keep_force_constants: bool = False,
 ) -> list[ScreeningResult]:
     """Screen every record; one result per record, in order.
 
@@ -55,7 +56,8 @@ def screen_structures(
             result = _failed(item.name, None, protocol, potential, reason=_ingest_reason(item), timings={})
         else:
             result = screen_structure(
-                item.structure, name=item.name, protocol=protocol, potential=potential, relaxed=relaxed.get(i)
+                item.structure, name=item.name, protocol=protocol, potential=potential, relaxed=relaxed.get(i),
+                keep_force_constants=keep_force_constants,
             )
         if progress is not None:
             progress(result)
@@ -147,18 +149,29 @@ def screen_structure(
     protocol: ProtocolSettings,
     potential: LoadedPotential,
     relaxed: tuple | None = None,
+    keep_force_constants: bool = False,
 ) -> ScreeningResult:
     """Relax, compute phonons, decide; any exception becomes a `failed` verdict with its reason.
 
-    `relaxed` = (RelaxOutcome, seconds) when the relaxation was already done in a batch.
+    `relaxed` = (RelaxOutcome, seconds) when the relaxation was already done in a batch;
+    `keep_force_constants` attaches the final run's phonopy_params yaml (xz) to the result.
     """
     timings: dict[str, float] = {}
     try:
-        return _screen(structure, name=name, protocol=protocol, potential=potential, timings=timings, relaxed=relaxed)
+        result, phonon = _screen(
+            structure, name=name, protocol=protocol, potential=potential, timings=timings, relaxed=relaxed
+        )
     except Exception as exc:  # noqa: BLE001 - a verdict must come back for every structure
         reason = f"{type(exc).__name__}: {exc}".strip()
         tb = traceback.format_exc(limit=3)
         return _failed(name, structure, protocol, potential, reason=reason, timings=timings, trace=tb)
+    if keep_force_constants and phonon is not None:
+        import dataclasses
+        import lzma
+
+        text = str(phonon.to_phonopy_yaml(settings={"force_constants": True}))
+        result = dataclasses.replace(result, phonopy_params_xz=lzma.compress(text.encode()))
+    return result
 
 
 @contextmanager
@@ -178,7 +191,8 @@ def _screen(
     potential: LoadedPotential,
     timings: dict[str, float],
     relaxed: tuple | None = None,
-) -> ScreeningResult:
+) -> tuple[ScreeningResult, Phonopy | None]:
+    """The screen itself; also returns the final phonopy object (for keep_force_constants)."""
     calc = potential.calculator
     batched = batching.use_batching(calc, mode=protocol.force_batching, device=potential.info.device)
     batch_atoms = batching.max_atoms_per_batch(potential.info.device) if batched else 0
@@ -212,7 +226,7 @@ def _screen(
             crystal_system=_crystal_system(relax.spacegroup_before), spacegroup_number=None,
             worst_mode=None, min_frequency_thz=None, phonons=None, confirmation_of=None,
             elastic_tensor_gpa=None, born_stable=None, thermal=None, bands=None, **common,
-        )  # fmt: skip
+        ), None  # fmt: skip
 
     if protocol.gamma_first:
         with _timed(timings, "gamma"):
@@ -223,7 +237,7 @@ def _screen(
             "n_displacements": check.n_displacements,
         }
         if gamma.gamma_says_unstable(check, settings=protocol):
-            return _gamma_unstable(relaxed, check, protocol=protocol, timings=timings, common=common)
+            return _gamma_unstable(relaxed, check, protocol=protocol, timings=timings, common=common), None
 
     born: bool | None = None
     tensor = None
@@ -254,7 +268,7 @@ def _screen(
     sg_after = cells.get_spacegroup(relaxed, symprec=protocol.symprec)
     worst = run.report.worst
     timings["total"] = sum(v for k, v in timings.items() if k != "total")
-    return ScreeningResult(
+    result = ScreeningResult(
         verdict=decision[0],  # type: ignore[arg-type]
         reason=decision[1],
         stable_phononbench=run.report.worst_path_frequency_thz >= -protocol.phononbench_tol_thz,
@@ -271,6 +285,7 @@ def _screen(
         n_displacements_saved=n_blind - run.summary.n_displacements,
         **common,
     )
+    return result, run.phonon
 
 
 def _gamma_unstable(relaxed: Atoms, check: gamma.GammaCheck, *, protocol, timings, common) -> ScreeningResult:

@@ -167,10 +167,14 @@ class ScreeningResult:
     input_spacegroup: str | None = None
     n_displacements_saved: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    # phonopy_params yaml (structure, displacements, forces, force constants), xz-compressed;
+    # only when asked for (keep_force_constants), never part of as_dict
+    phonopy_params_xz: bytes | None = field(default=None, repr=False)
 
     def as_dict(self, *, bulky: bool = True) -> dict[str, Any]:
         """Plain JSON-able dict; `bulky=False` drops band/DOS arrays and the relaxed CIF."""
-        data = dataclasses.asdict(self)
+        data = dataclasses.asdict(dataclasses.replace(self, phonopy_params_xz=None))
+        data.pop("phonopy_params_xz")
         if not bulky:
             data.pop("bands", None)
             data.pop("relaxed_cif", None)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -14,14 +12,19 @@ import numpy as np
 from workers.screening import batching, cells, elastic, gamma, phonons, verdict
 from workers.screening.protocols import ProtocolSettings
 from workers.screening.relax import relax_structure
+from workers.screening.results import failed_result, provenance
+from workers.screening.supercell_run import (
+    choose_matrix,
+    get_bands_and_thermal,
+    needs_confirmation,
+    run_supercell,
+)
+from workers.screening.timing import timed
 from workers.screening.types import (
-    BandData,
     Mode,
     PhononRun,
-    Provenance,
     ScreeningResult,
     StructureRecord,
-    ThermalProperties,
 )
 
 if TYPE_CHECKING:
@@ -53,7 +56,7 @@ def screen_structures(
         if original is not None:
             result = as_duplicate(results[original], name=item.name)
         elif item.structure is None or item.error is not None:
-            result = _failed(item.name, None, protocol, potential, reason=_ingest_reason(item), timings={})
+            result = failed_result(item.name, None, protocol, potential, reason=_ingest_reason(item), timings={})
         else:
             result = screen_structure(
                 item.structure, name=item.name, protocol=protocol, potential=potential, relaxed=relaxed.get(i),
@@ -164,7 +167,7 @@ def screen_structure(
     except Exception as exc:  # noqa: BLE001 - a verdict must come back for every structure
         reason = f"{type(exc).__name__}: {exc}".strip()
         tb = traceback.format_exc(limit=3)
-        return _failed(name, structure, protocol, potential, reason=reason, timings=timings, trace=tb)
+        return failed_result(name, structure, protocol, potential, reason=reason, timings=timings, trace=tb)
     if keep_force_constants and phonon is not None:
         import dataclasses
         import lzma
@@ -172,15 +175,6 @@ def screen_structure(
         text = str(phonon.to_phonopy_yaml(settings={"force_constants": True}))
         result = dataclasses.replace(result, phonopy_params_xz=lzma.compress(text.encode()))
     return result
-
-
-@contextmanager
-def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
 
 
 def _screen(
@@ -198,13 +192,13 @@ def _screen(
     batch_atoms = batching.max_atoms_per_batch(potential.info.device) if batched else 0
     warnings = [potential.info.warning] if potential.info.warning else []
     input_sg = cells.format_spacegroup(cells.get_spacegroup(cells.to_ase(structure), symprec=protocol.symprec))
-    with _timed(timings, "symmetrize"):
+    with timed(timings, "symmetrize"):
         atoms, extra = prepare_cell(structure, protocol=protocol)
     if relaxed is not None:
         outcome, timings["relax"] = relaxed
         extra["relax_batched"] = True
     else:
-        with _timed(timings, "relax"):
+        with timed(timings, "relax"):
             outcome = relax_structure(atoms, calculator=calc, settings=protocol)
     relaxed, relax = outcome.atoms, outcome.summary
     relaxed_cif = _cif(relaxed) if relax.converged else None
@@ -229,7 +223,7 @@ def _screen(
         ), None  # fmt: skip
 
     if protocol.gamma_first:
-        with _timed(timings, "gamma"):
+        with timed(timings, "gamma"):
             check = gamma.check_gamma(relaxed, calculator=calc, settings=protocol, batched=batched)
         extra["gamma_first"] = {
             "frequencies_thz": check.frequencies_thz.round(4).tolist(),
@@ -242,27 +236,27 @@ def _screen(
     born: bool | None = None
     tensor = None
     if protocol.elastic_tensor:
-        with _timed(timings, "elastic"):
+        with timed(timings, "elastic"):
             tensor = elastic.compute_elastic_tensor(relaxed, calculator=calc, strain=protocol.elastic_strain)
             born = elastic.born_stable(tensor)
 
-    matrix, sc_warning = _supercell(relaxed, protocol, confirm=False)
+    matrix, sc_warning = choose_matrix(relaxed, protocol, confirm=False)
     if sc_warning:
         warnings.append(sc_warning)
     forces_kw = {"batched": batched, "max_batch_atoms": batch_atoms}
-    run = _run_supercell(relaxed, matrix, protocol=protocol, calc=calc, timings=timings, stage="", **forces_kw)
+    run = run_supercell(relaxed, matrix, protocol=protocol, calc=calc, timings=timings, stage="", **forces_kw)
     decision = verdict.decide(run.report, born=born)
     first: PhononRun | None = None
-    if _needs_confirmation(run.report, decision, protocol):
-        bigger, warn2 = _supercell(relaxed, protocol, confirm=True)
+    if needs_confirmation(run.report, decision, protocol):
+        bigger, warn2 = choose_matrix(relaxed, protocol, confirm=True)
         if warn2:
             warnings.append(warn2)
         if abs(np.linalg.det(bigger)) > abs(np.linalg.det(matrix)):
             first = run.summary
-            run = _run_supercell(relaxed, bigger, protocol=protocol, calc=calc, timings=timings, stage="confirm_", **forces_kw)
+            run = run_supercell(relaxed, bigger, protocol=protocol, calc=calc, timings=timings, stage="confirm_", **forces_kw)
             decision = verdict.decide(run.report, born=born)
-    with _timed(timings, "post"):
-        bands, thermal = _bands_and_thermal(run.phonon, run.band, protocol)
+    with timed(timings, "post"):
+        bands, thermal = get_bands_and_thermal(run.phonon, run.band, protocol)
         n_blind = phonons.count_symmetry_blind_displacements(run.phonon, settings=protocol)
     extra["n_displacements_symmetry_blind"] = n_blind
     sg_after = cells.get_spacegroup(relaxed, symprec=protocol.symprec)
@@ -318,107 +312,6 @@ def _gamma_unstable(relaxed: Atoms, check: gamma.GammaCheck, *, protocol, timing
     )  # fmt: skip
 
 
-@dataclass(frozen=True)
-class _Run:
-    phonon: Phonopy
-    summary: PhononRun
-    report: verdict.ZoneReport
-    band: dict
-
-
-def _supercell(atoms: Atoms, protocol: ProtocolSettings, *, confirm: bool) -> tuple[np.ndarray, str | None]:
-    if protocol.supercell == "fixed":
-        return np.diag(protocol.supercell_diagonal), None
-    choice = cells.choose_supercell(
-        atoms,
-        min_width=protocol.confirm_min_width_angstrom if confirm else protocol.supercell_min_width_angstrom,
-        max_atoms=protocol.confirm_max_atoms if confirm else protocol.supercell_max_atoms,
-    )
-    return np.array(choice.matrix), choice.warning
-
-
-def _run_supercell(
-    atoms: Atoms,
-    matrix: np.ndarray,
-    *,
-    protocol: ProtocolSettings,
-    calc,
-    timings: dict[str, float],
-    stage: str,
-    batched: bool,
-    max_batch_atoms: int,
-) -> _Run:
-    phonon = phonons.build_phonopy(atoms, supercell_matrix=matrix, settings=protocol)
-    with _timed(timings, stage + "forces"):
-        forces = phonons.compute_displaced_forces(
-            phonon, calculator=calc, subtract_drift=protocol.subtract_force_drift,
-            batched=batched, max_batch_atoms=max_batch_atoms,
-        )
-    with _timed(timings, stage + "post"):
-        phonons.produce_force_constants(phonon, forces)
-        if protocol.band_path == "phononbench":
-            path = phonons.phononbench_band_path(phonon, npoints=protocol.band_npoints)
-        else:
-            path = phonons.seekpath_band_path(phonon, npoints=protocol.band_npoints)
-        band = phonons.run_band_path(phonon, path)
-        band["labels"], band["path_connections"] = path.labels, path.path_connections
-        qsets = [phonons.QSet("path", np.concatenate(band["qpoints"]), np.concatenate(band["frequencies"]))]
-        mesh = phonons.mesh_numbers(
-            phonon, spacing_inv_angstrom=protocol.mesh_spacing_inv_angstrom, minimum=protocol.mesh_min
-        )
-        if protocol.check_mesh:
-            qsets.append(phonons.run_mesh_frequencies(phonon, mesh))
-        if protocol.check_commensurate:
-            comm = phonons.commensurate_points(matrix)
-            qsets.append(phonons.run_qpoint_frequencies(phonon, comm, where="commensurate"))
-        report = verdict.scan_modes(phonon, qsets, supercell_matrix=matrix, settings=protocol)
-        band["mesh"] = mesh
-    lattice = np.asarray(matrix) @ np.array(atoms.cell)
-    summary = PhononRun(
-        supercell_matrix=tuple(tuple(int(x) for x in row) for row in np.asarray(matrix)),  # type: ignore[arg-type]
-        n_supercell_atoms=len(phonon.supercell),
-        n_displacements=len(phonon.displacements),
-        min_supercell_width_angstrom=float(cells.perpendicular_widths(lattice).min()),
-        worst_mode=report.worst,
-        worst_path_frequency_thz=report.worst_path_frequency_thz,
-        n_qpoints_checked=report.n_qpoints,
-    )
-    return _Run(phonon=phonon, summary=summary, report=report, band=band)
-
-
-def _needs_confirmation(report: verdict.ZoneReport, decision: tuple[str, str | None], protocol: ProtocolSettings) -> bool:
-    """A weak (above the threshold) instability at an incommensurate q-point, where the force
-    constants are interpolated, is re-checked once in a larger supercell."""
-    if not protocol.confirm_weak_incommensurate or decision[0] != "unstable" or decision[1] == "elastic":
-        return False
-    worst = verdict.worst_violation(report)
-    return worst is not None and worst.frequency_thz > protocol.confirm_threshold_thz and not worst.commensurate
-
-
-def _bands_and_thermal(phonon: Phonopy, band: dict, protocol: ProtocolSettings) -> tuple[BandData, ThermalProperties]:
-    if not protocol.check_mesh:  # the verdict did not need the mesh; DOS and thermal do
-        phonon.run_mesh(band["mesh"], is_gamma_center=True)
-    phonon.run_total_dos()
-    dos = phonon.get_total_dos_dict()
-    phonon.run_thermal_properties(temperatures=[protocol.thermal_temperature_k])
-    tp = phonon.get_thermal_properties_dict()
-    bands = BandData(
-        distances=[np.asarray(d).round(6).tolist() for d in band["distances"]],
-        frequencies=[np.asarray(f).round(5).tolist() for f in band["frequencies"]],
-        labels=list(band["labels"]),
-        path_connections=[bool(x) for x in band["path_connections"]],
-        dos_frequencies_thz=np.asarray(dos["frequency_points"]).round(5).tolist(),
-        dos_states_per_thz=np.asarray(dos["total_dos"]).round(6).tolist(),
-    )
-    thermal = ThermalProperties(
-        temperature_k=float(tp["temperatures"][0]),
-        free_energy_kj_per_mol=float(tp["free_energy"][0]),
-        entropy_j_per_k_mol=float(tp["entropy"][0]),
-        heat_capacity_j_per_k_mol=float(tp["heat_capacity"][0]),
-    )
-    return bands, thermal
-
-
 def _cif(atoms: Atoms) -> str:
     from pymatgen.io.cif import CifWriter
 
@@ -436,61 +329,3 @@ def _ingest_reason(item: StructureRecord) -> str:
     if item.error is None:
         return "no structure"
     return f"{item.error.code}: {item.error.message}"
-
-
-def provenance(protocol: ProtocolSettings, potential: LoadedPotential) -> Provenance:
-    return Provenance(
-        protocol=protocol.name,
-        protocol_settings=protocol.as_dict(),
-        settings_hash=protocol.settings_hash(),
-        potential=potential.info,
-        versions=library_versions(),
-    )
-
-
-def library_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for dist in ("phononscreen", "phonopy", "spglib", "seekpath", "ase", "pymatgen", "numpy", "torch"):
-        try:
-            out[dist] = version(dist)
-        except PackageNotFoundError:
-            out[dist] = "not installed"
-    return out
-
-
-def _failed(
-    name: str,
-    structure: Structure | None,
-    protocol: ProtocolSettings,
-    potential: LoadedPotential,
-    *,
-    reason: str,
-    timings: dict[str, float],
-    trace: str | None = None,
-) -> ScreeningResult:
-    return ScreeningResult(
-        name=name,
-        verdict="failed",
-        reason=reason,
-        stable_phononbench=False,
-        formula=structure.composition.reduced_formula if structure is not None else "",
-        n_sites=len(structure) if structure is not None else 0,
-        crystal_system=None,
-        spacegroup_number=None,
-        worst_mode=None,
-        min_frequency_thz=None,
-        relax=None,
-        phonons=None,
-        confirmation_of=None,
-        elastic_tensor_gpa=None,
-        born_stable=None,
-        thermal=None,
-        bands=None,
-        relaxed_cif=None,
-        timings_s=timings,
-        warnings=[potential.info.warning] if potential.info.warning else [],
-        provenance=provenance(protocol, potential),
-        extra={"traceback": trace} if trace else {},
-    )

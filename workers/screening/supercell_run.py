@@ -1,0 +1,118 @@
+"""One phonon run in one supercell: forces, force constants, zone scan; and its outputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from workers.screening import cells, phonons, verdict
+from workers.screening.protocols import ProtocolSettings
+from workers.screening.timing import timed
+from workers.screening.types import BandData, PhononRun, ThermalProperties
+
+if TYPE_CHECKING:
+    from ase import Atoms
+    from phonopy import Phonopy
+
+
+@dataclass(frozen=True)
+class SupercellRun:
+    phonon: Phonopy
+    summary: PhononRun
+    report: verdict.ZoneReport
+    band: dict
+
+
+def choose_matrix(atoms: Atoms, protocol: ProtocolSettings, *, confirm: bool) -> tuple[np.ndarray, str | None]:
+    if protocol.supercell == "fixed":
+        return np.diag(protocol.supercell_diagonal), None
+    choice = cells.choose_supercell(
+        atoms,
+        min_width=protocol.confirm_min_width_angstrom if confirm else protocol.supercell_min_width_angstrom,
+        max_atoms=protocol.confirm_max_atoms if confirm else protocol.supercell_max_atoms,
+    )
+    return np.array(choice.matrix), choice.warning
+
+
+def run_supercell(
+    atoms: Atoms,
+    matrix: np.ndarray,
+    *,
+    protocol: ProtocolSettings,
+    calc,
+    timings: dict[str, float],
+    stage: str,
+    batched: bool,
+    max_batch_atoms: int,
+) -> SupercellRun:
+    phonon = phonons.build_phonopy(atoms, supercell_matrix=matrix, settings=protocol)
+    with timed(timings, stage + "forces"):
+        forces = phonons.compute_displaced_forces(
+            phonon, calculator=calc, subtract_drift=protocol.subtract_force_drift,
+            batched=batched, max_batch_atoms=max_batch_atoms,
+        )
+    with timed(timings, stage + "post"):
+        phonons.produce_force_constants(phonon, forces)
+        if protocol.band_path == "phononbench":
+            path = phonons.phononbench_band_path(phonon, npoints=protocol.band_npoints)
+        else:
+            path = phonons.seekpath_band_path(phonon, npoints=protocol.band_npoints)
+        band = phonons.run_band_path(phonon, path)
+        band["labels"], band["path_connections"] = path.labels, path.path_connections
+        qsets = [phonons.QSet("path", np.concatenate(band["qpoints"]), np.concatenate(band["frequencies"]))]
+        mesh = phonons.mesh_numbers(
+            phonon, spacing_inv_angstrom=protocol.mesh_spacing_inv_angstrom, minimum=protocol.mesh_min
+        )
+        if protocol.check_mesh:
+            qsets.append(phonons.run_mesh_frequencies(phonon, mesh))
+        if protocol.check_commensurate:
+            comm = phonons.commensurate_points(matrix)
+            qsets.append(phonons.run_qpoint_frequencies(phonon, comm, where="commensurate"))
+        report = verdict.scan_modes(phonon, qsets, supercell_matrix=matrix, settings=protocol)
+        band["mesh"] = mesh
+    lattice = np.asarray(matrix) @ np.array(atoms.cell)
+    summary = PhononRun(
+        supercell_matrix=tuple(tuple(int(x) for x in row) for row in np.asarray(matrix)),  # type: ignore[arg-type]
+        n_supercell_atoms=len(phonon.supercell),
+        n_displacements=len(phonon.displacements),
+        min_supercell_width_angstrom=float(cells.perpendicular_widths(lattice).min()),
+        worst_mode=report.worst,
+        worst_path_frequency_thz=report.worst_path_frequency_thz,
+        n_qpoints_checked=report.n_qpoints,
+    )
+    return SupercellRun(phonon=phonon, summary=summary, report=report, band=band)
+
+
+def needs_confirmation(report: verdict.ZoneReport, decision: tuple[str, str | None], protocol: ProtocolSettings) -> bool:
+    """A weak (above the threshold) instability at an incommensurate q-point, where the force
+    constants are interpolated, is re-checked once in a larger supercell."""
+    if not protocol.confirm_weak_incommensurate or decision[0] != "unstable" or decision[1] == "elastic":
+        return False
+    worst = verdict.worst_violation(report)
+    return worst is not None and worst.frequency_thz > protocol.confirm_threshold_thz and not worst.commensurate
+
+
+def get_bands_and_thermal(phonon: Phonopy, band: dict, protocol: ProtocolSettings) -> tuple[BandData, ThermalProperties]:
+    if not protocol.check_mesh:  # the verdict did not need the mesh; DOS and thermal do
+        phonon.run_mesh(band["mesh"], is_gamma_center=True)
+    phonon.run_total_dos()
+    dos = phonon.get_total_dos_dict()
+    phonon.run_thermal_properties(temperatures=[protocol.thermal_temperature_k])
+    tp = phonon.get_thermal_properties_dict()
+    bands = BandData(
+        distances=[np.asarray(d).round(6).tolist() for d in band["distances"]],
+        frequencies=[np.asarray(f).round(5).tolist() for f in band["frequencies"]],
+        labels=list(band["labels"]),
+        path_connections=[bool(x) for x in band["path_connections"]],
+        dos_frequencies_thz=np.asarray(dos["frequency_points"]).round(5).tolist(),
+        dos_states_per_thz=np.asarray(dos["total_dos"]).round(6).tolist(),
+    )
+    thermal = ThermalProperties(
+        temperature_k=float(tp["temperatures"][0]),
+        free_energy_kj_per_mol=float(tp["free_energy"][0]),
+        entropy_j_per_k_mol=float(tp["entropy"][0]),
+        heat_capacity_j_per_k_mol=float(tp["heat_capacity"][0]),
+    )
+    return bands, thermal

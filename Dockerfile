@@ -1,7 +1,7 @@
 # Two images from one file:
 #   docker build --target api    -t phononscreen-api .     # FastAPI + ingest, no torch
 #   docker build --target worker -t phononscreen-worker .  # torch (CUDA) + the potentials
-# Both run the same `phononscreen` CLI with settings from the environment (see docs/service.md).
+# Both run the same `phononscreen` CLI with settings from the environment (see README.md, "The service").
 
 ARG PYTHON_VERSION=3.11
 

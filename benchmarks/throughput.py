@@ -245,7 +245,10 @@ class _TreeRss(threading.Thread):
         self._halt = threading.Event()
 
     def run(self) -> None:
-        import psutil
+        try:
+            import psutil  # installed with torch-geometric (sevenn); not a declared dependency
+        except ImportError:
+            return
 
         try:
             root = psutil.Process(self.pid)

@@ -102,18 +102,18 @@ def as_duplicate(original: ScreeningResult, *, name: str) -> ScreeningResult:
 def _relax_in_batches(items, duplicates, *, protocol: ProtocolSettings, potential: LoadedPotential) -> dict:
     """Where the potential batches (GPU), relax every structure of the list together first.
 
-    Returns {index: (outcome, seconds)} for the structures relaxed here; empty on the serial path
+    Returns {index: (outcome, seconds, cell extra)} for the structures relaxed here; empty on the serial path
     (then each structure relaxes in `screen_structure`). Preparation errors leave a structure to
     the serial path, which reports them.
     """
     calc = potential.calculator
     if not batching.use_batching(calc, mode=protocol.force_batching, device=potential.info.device):
         return {}
-    todo, cells_in = [], []
+    todo, prepared = [], []
     for i, (item, original) in enumerate(zip(items, duplicates)):
         if original is None and item.ok:
             try:
-                cells_in.append(prepare_cell(item.structure, protocol=protocol)[0])
+                prepared.append(prepare_cell(item.structure, protocol=protocol))
                 todo.append(i)
             except Exception:  # noqa: BLE001
                 continue
@@ -123,10 +123,11 @@ def _relax_in_batches(items, duplicates, *, protocol: ProtocolSettings, potentia
 
     start = time.perf_counter()
     outcomes = relax_batch(
-        cells_in, calculator=calc, settings=protocol, max_atoms=batching.max_atoms_per_batch(potential.info.device)
+        [atoms for atoms, _extra in prepared], calculator=calc, settings=protocol,
+        max_atoms=batching.max_atoms_per_batch(potential.info.device),
     )
     share = (time.perf_counter() - start) / len(todo)  # wall time of the batch, shared out
-    return {i: (outcome, share) for i, outcome in zip(todo, outcomes)}
+    return {i: (outcome, share, extra) for i, outcome, (_atoms, extra) in zip(todo, outcomes, prepared)}
 
 
 def prepare_cell(structure: Structure, *, protocol: ProtocolSettings) -> tuple[Atoms, dict]:
@@ -156,7 +157,7 @@ def screen_structure(
 ) -> ScreeningResult:
     """Relax, compute phonons, decide; any exception becomes a `failed` verdict with its reason.
 
-    `relaxed` = (RelaxOutcome, seconds) when the relaxation was already done in a batch;
+    `relaxed` = (RelaxOutcome, seconds, cell extra) when the relaxation was already done in a batch;
     `keep_force_constants` attaches the final run's phonopy_params yaml (xz) to the result.
     """
     timings: dict[str, float] = {}
@@ -192,12 +193,12 @@ def _screen(
     batch_atoms = batching.max_atoms_per_batch(potential.info.device) if batched else 0
     warnings = [potential.info.warning] if potential.info.warning else []
     input_sg = cells.format_spacegroup(cells.get_spacegroup(cells.to_ase(structure), symprec=protocol.symprec))
-    with timed(timings, "symmetrize"):
-        atoms, extra = prepare_cell(structure, protocol=protocol)
-    if relaxed is not None:
-        outcome, timings["relax"] = relaxed
-        extra["relax_batched"] = True
+    if relaxed is not None:  # the cell was prepared and relaxed with the rest of its batch
+        outcome, timings["relax"], extra = relaxed
+        extra = {**extra, "relax_batched": True}
     else:
+        with timed(timings, "symmetrize"):
+            atoms, extra = prepare_cell(structure, protocol=protocol)
         with timed(timings, "relax"):
             outcome = relax_structure(atoms, calculator=calc, settings=protocol)
     relaxed, relax = outcome.atoms, outcome.summary

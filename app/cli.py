@@ -27,7 +27,8 @@ def _register() -> None:
 
     for module, names in (
         ("app.commands.screen", ("screen",)),
-        ("app.commands.service", ("serve", "api", "worker", "db", "submit")),
+        ("app.commands.service", ("serve", "api", "worker", "db")),
+        ("app.commands.submit", ("submit",)),
     ):
         try:
             mod = import_module(module)

@@ -76,10 +76,11 @@ def register_batch(
     batch = create_batch(session, source=submission.source, generator=generator, protocol=submission.protocol,
                          potential=submission.potential, n_submitted=len(outcomes), rejected=rejected)
     # the raw files go to the artifact store before the rows commit (the rows reference them)
+    used = {file_index for file_index, _, _ in accepted}
     raw_paths = {
         i: store.write_bytes(f"uploads/batch-{batch.id}/{i:03d}-{safe_name(name)}", data)
         for i, (name, data) in enumerate(submission.files)
-        if any(file_index == i for file_index, _, _ in accepted)
+        if i in used
     }
     values = [_with_path(v, raw_paths[i]) for i, _, v in accepted]
     originals = find_duplicates(session, structures=[(r.structure, v) for _, r, v in accepted],

@@ -9,7 +9,6 @@ from typing import Literal
 from sqlalchemy import Select, case, func, literal, select, tuple_
 from sqlalchemy.orm import Session, aliased
 
-from models.batch import Batch
 from models.candidate import Candidate
 from models.generator import Generator
 from models.screening import DUPLICATE, STATUSES, Screening
@@ -248,11 +247,5 @@ def get_stability_report(
     ]
 
 
-def get_batch(session: Session, *, batch_id: int) -> Batch | None:
-    return session.get(Batch, batch_id)
-
-
-def get_candidate(session: Session, *, candidate_id: int) -> Candidate | None:
-    return session.get(Candidate, candidate_id)
 
 

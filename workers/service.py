@@ -49,6 +49,7 @@ class WorkerContext:
         self.config = config
         self.store = ArtifactStore(config.artifacts_dir)
         self._engine: Engine | None = None
+        self._sessions = None
         self._pid = -1
 
     @contextmanager
@@ -56,7 +57,8 @@ class WorkerContext:
         """One session per unit of work, committed here at the edge, rolled back on error."""
         if self._engine is None or self._pid != os.getpid():
             self._engine, self._pid = create_db_engine(self.config.database_url), os.getpid()
-        with create_session_factory(self._engine)() as session, session.begin():
+            self._sessions = create_session_factory(self._engine)
+        with self._sessions() as session, session.begin():
             yield session
 
 
@@ -130,23 +132,18 @@ def run_jobs(context: WorkerContext, *, jobs: Sequence[Job]) -> int:
         loaded = load_potential(potential, device=context.config.device)  # cached per process
         # the API cannot know which elements a potential covers without loading it; here we can
         group = [_check_elements(job, loaded.elements) for job in group]
-        done: set[int] = set()
+        pending = iter(group)
 
-        def on_result(result: ScreeningResult, _group: list[Job] = group, _done: set[int] = done) -> None:
-            # results arrive in input order; save early so batch progress moves, and only
-            # when the name confirms which job it belongs to
-            job = _group[len(_done)] if len(_done) < len(_group) else None
-            if job is not None and job.record.name == result.name:
-                nonlocal saved
-                saved += save_result(context, job=job, result=result)
-            _done.add(len(_done))
+        def on_result(result: ScreeningResult, _pending=pending) -> None:
+            # the core reports one result per record, in order: save each as it arrives so
+            # batch progress moves, exactly once
+            nonlocal saved
+            saved += save_result(context, job=next(_pending), result=result)
 
-        results = screen_structures(
+        screen_structures(
             [job.record for job in group], protocol=get_protocol(protocol), potential=loaded, progress=on_result,
             keep_force_constants=context.config.keep_force_constants,
         )
-        for job, result in zip(group, results, strict=True):
-            saved += save_result(context, job=job, result=result)  # no-op when saved already
     return saved
 
 

@@ -168,6 +168,4 @@ def _redact(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-from app.commands.submit import submit  # noqa: E402  - re-exported for app.cli
-
-__all__ = ["api", "db", "serve", "submit", "worker"]
+__all__ = ["api", "db", "serve", "worker"]

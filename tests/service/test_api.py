@@ -143,12 +143,9 @@ def test_oversized_stream_without_content_length_is_413():
     # a chunked body never declares its size: the middleware must count as it streams in
     from app.limits import BodySizeLimit
 
-    reached: list[bool] = []
-
     async def app(scope, receive, send):
         while (await receive()).get("more_body", False) is not False:
             pass
-        reached.append(True)
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
 

@@ -98,13 +98,16 @@ def sample_structures(*, n: int, seed: int, data: Path, max_atoms: int, elements
     return sample
 
 
-def duplicate_groups(records: list) -> list[list[str]]:
-    """Groups of sample names that pymatgen's StructureMatcher (defaults) calls the same crystal."""
-    from pymatgen.analysis.structure_matcher import StructureMatcher
+def duplicate_groups(records: list, *, protocol: str) -> list[list[str]]:
+    """Groups of sample names the pipeline itself treats as one crystal under `protocol`."""
+    from workers.screening.pipeline import find_duplicates
+    from workers.screening.protocols import get_protocol
 
-    groups = StructureMatcher().group_structures([r.structure for r in records])
-    by_id = {id(r.structure): r.name for r in records}
-    return [[by_id[id(s)] for s in g] for g in groups if len(g) > 1]
+    groups: dict[int, list[str]] = {}
+    for record, first in zip(records, find_duplicates(records, protocol=get_protocol(protocol))):
+        if first is not None:
+            groups.setdefault(first, [records[first].name]).append(record.name)
+    return list(groups.values())
 
 
 # --- the arms (each in its own process) ------------------------------------------------------
@@ -273,15 +276,15 @@ class _TreeRss(threading.Thread):
 
 
 def run_benchmark(args: argparse.Namespace) -> int:
-    from workers.screening.potentials import load_potential
+    from workers.screening.potentials import clear_potential_cache, load_potential
 
-    potential = load_potential(args.potential)
-    sample = sample_structures(
-        n=args.n, seed=args.seed, data=args.data, max_atoms=args.max_atoms, elements=potential.elements
-    )
+    # only the element list is needed here; each arm loads its own model in its own process
+    elements = load_potential(args.potential, device="cpu").elements
+    clear_potential_cache()
+    sample = sample_structures(n=args.n, seed=args.seed, data=args.data, max_atoms=args.max_atoms, elements=elements)
     if len(sample) < args.n:
         print(f"warning: only {len(sample)} structures available for --n {args.n}", file=sys.stderr)
-    dups = duplicate_groups(sample)
+    dups = duplicate_groups(sample, protocol=args.protocol)
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="throughput-") as tmp:
         workdir = Path(tmp)
@@ -485,7 +488,7 @@ def print_report(report: dict, *, path: Path, args: argparse.Namespace) -> None:
     s, c = report["summary"], report["comparison"]
     gens = _count(x["generator"] for x in report["sample"])
     print(f"sample: {len(report['sample'])} structures (seed {args.seed}; {report['sample_filter']}): {gens}")
-    print(f"duplicate groups in the sample (StructureMatcher): {len(report['duplicate_groups'])}")
+    print(f"duplicate groups in the sample (the pipeline's dedup): {len(report['duplicate_groups'])}")
     print(f"potential {args.potential}, protocol {args.protocol}, {os.cpu_count()} cores, OPENBLAS_NUM_THREADS=1 in both arms")
     header = (
         f"{'arm':<10} {'layout':<9} {'wall s':>8} {'struct/h':>9} {'relax':>8} {'gamma':>7} {'forces':>8} "

@@ -13,7 +13,7 @@ import click
 if TYPE_CHECKING:
     from workers.screening.types import StructureRecord
 
-POTENTIAL_CHOICES = ("auto", "mattersim-v1.0.0-5m", "mattersim-v1.0.0-1m", "sevennet-0", "chgnet-0.3.0")
+from workers.screening.potentials import POTENTIAL_NAMES  # light: torch loads only with a model
 
 _EPILOG = """\b
 Examples:
@@ -61,7 +61,7 @@ whatever the verdicts; it is nonzero only for usage errors and an unavailable po
 )
 @click.option(
     "--potential",
-    type=click.Choice(POTENTIAL_CHOICES),
+    type=click.Choice(POTENTIAL_NAMES),
     default="auto",
     show_default=True,
     help="Interatomic potential. auto = mattersim-v1.0.0-5m when its weights are on this machine, "
@@ -147,12 +147,13 @@ def screen(
     written below.
     """
     # Heavy imports (torch, phonopy, pymatgen) only once we know the command runs: --help stays fast.
-    from workers.screening.outputs import OutputFolder, row_key
+    from workers.screening.outputs import OutputFolder
     from workers.screening.potentials import PotentialUnavailableError, load_potential
     from workers.screening.protocols import get_protocol
     from workers.screening.summary import format_summary
 
     settings = get_protocol(protocol)
+    settings_hash = settings.settings_hash()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the fallback warning is printed below, once
@@ -165,7 +166,7 @@ def screen(
         click.echo(f"warning: {loaded.info.warning}", err=True)
     click.echo(
         f"potential {loaded.info.name} ({loaded.info.version}, {loaded.info.device}); "
-        f"protocol {settings.name} [{settings.settings_hash()}]",
+        f"protocol {settings.name} [{settings_hash}]",
         err=True,
     )
 
@@ -175,7 +176,7 @@ def screen(
     )
     if not records:
         raise click.UsageError("no structure files found in " + ", ".join(map(str, paths)))
-    key_of = lambda name: (name, settings.settings_hash(), loaded.info.name)  # noqa: E731
+    key_of = lambda name: (name, settings_hash, loaded.info.name)  # noqa: E731
     done = out.done_keys()
     todo = [r for r in records if key_of(r.name) not in done]
     n_skipped = len(records) - len(todo)
@@ -186,15 +187,18 @@ def screen(
         err=True,
     )
 
-    n_stable = _run(
-        todo, out=out, settings=settings, loaded=loaded, generator=generator, jobs=jobs,
-        checkpoint=str(potential_checkpoint) if potential_checkpoint else None, keep_fc=keep_force_constants,
-    )
-
     wanted = {key_of(r.name) for r in records}
-    rows = [row for row in out.read_rows() if row_key(row) in wanted]
-    summary = out.write_tables(rows=rows)
-    click.echo(f"\nSummary ({len(rows)} structures, protocol {settings.name}, potential {loaded.info.name})")
+    try:
+        n_stable = _run(
+            todo, out=out, settings=settings, loaded=loaded, generator=generator, jobs=jobs,
+            checkpoint=str(potential_checkpoint) if potential_checkpoint else None, keep_fc=keep_force_constants,
+        )
+    except KeyboardInterrupt:
+        out.write_tables(keys=wanted)  # results.jsonl already has every finished structure
+        click.echo("\ninterrupted; finished structures are saved, re-run to continue", err=True)
+        sys.exit(130)
+    summary = out.write_tables(keys=wanted)
+    click.echo(f"\nSummary ({summary['n']} structures, protocol {settings.name}, potential {loaded.info.name})")
     click.echo(format_summary(summary), nl=False)
     click.echo(
         f"\n{n_stable} of {len(todo)} screened now are stable. Results in {out.root}/ "
@@ -229,11 +233,6 @@ def _run(
             bar.set_postfix_str(f"{_short(record.name)}: {result.verdict} | stable {n_stable}")
             if result.verdict == "failed":
                 bar.write(f"{record.name}: failed ({result.reason})", file=sys.stderr)
-    except KeyboardInterrupt:
-        bar.close()
-        out.write_tables()  # results.jsonl already has every finished structure
-        click.echo("\ninterrupted; finished structures are saved, re-run to continue", err=True)
-        sys.exit(130)
     finally:
         bar.close()
     return n_stable
@@ -265,11 +264,6 @@ def _run_parallel(todo, *, out, settings, loaded, generator, jobs: int, checkpoi
                 checkpoint=checkpoint, layout=Layout(processes=jobs, threads_per_process=1), progress=finished,
                 keep_force_constants=keep_fc,
             )
-    except KeyboardInterrupt:
-        bar.close()
-        out.write_tables()
-        click.echo("\ninterrupted; finished structures are saved, re-run to continue", err=True)
-        sys.exit(130)
     finally:
         bar.close()
     return counts["stable"]

@@ -8,11 +8,10 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from workers.screening.plots import plot_band_structure
 from workers.screening.summary import format_summary, summarize_results
 from workers.screening.types import ScreeningResult
 
@@ -199,6 +198,8 @@ class OutputFolder:
             _write_atomic(paths["bands"], blob.encode("utf-8"))
             files["bands"] = str(paths["bands"].relative_to(self.root))
             title = f"{result.name}  {result.formula}  {result.verdict}"
+            from workers.screening.plots import plot_band_structure  # matplotlib only when plotting
+
             _write_atomic(paths["plot"], plot_band_structure(result.bands, title=title))
             files["plot"] = str(paths["plot"].relative_to(self.root))
         if result.phonopy_params_xz is not None:
@@ -221,8 +222,9 @@ class OutputFolder:
             fh.flush()
             os.fsync(fh.fileno())
 
-    def write_tables(self, *, rows: Iterable[Mapping[str, Any]] | None = None) -> dict[str, Any]:
-        """Rewrite results.csv from results.jsonl and summary.{json,txt} of `rows` (default: all)."""
+    def write_tables(self, *, keys: set[ResultKey] | None = None) -> dict[str, Any]:
+        """Rewrite results.csv from results.jsonl, and summary.{json,txt} of the rows whose
+        `row_key` is in `keys` (default: all)."""
         all_rows = self.read_rows()
         tmp = self.root / "results.csv.tmp"
         with tmp.open("w", newline="", encoding="utf-8") as fh:
@@ -231,7 +233,7 @@ class OutputFolder:
             for row in all_rows:
                 writer.writerow(flatten_row(row))
         tmp.replace(self.root / "results.csv")
-        summary = summarize_results(all_rows if rows is None else rows)
+        summary = summarize_results(all_rows if keys is None else [r for r in all_rows if row_key(r) in keys])
         _write_atomic(self.root / "summary.json", json.dumps(summary, indent=2).encode("utf-8"))
         _write_atomic(self.root / "summary.txt", format_summary(summary).encode("utf-8"))
         return summary

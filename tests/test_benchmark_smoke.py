@@ -45,6 +45,9 @@ def test_throughput_smoke(tmp_path: Path, shared_data: Path) -> None:
         assert summary[arm]["peak_tree_rss_mib"] > 100  # a torch model was resident
         assert report["arms"][arm]["wall_s"] > 0
     assert summary["pipeline"]["layout"]["processes"] == 2
+    # the reference runs the model eager, as PhononBench did; the pipeline as it would in production
+    assert report["arms"]["reference"]["potential"]["execution"] == "eager"
+    assert report["arms"]["pipeline"]["potential"]["execution"] == "torch.compile"
     assert summary["reference"]["atom_force_evaluations"] > 0 and summary["work_ratio"] > 0
     ref_split = summary["reference"]["time_split_s"]
     assert ref_split["relax"] > 0 and ref_split["gamma"] == 0  # the reference has no Γ check

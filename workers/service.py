@@ -30,6 +30,7 @@ class WorkerConfig:
     database_url: str
     artifacts_dir: Path
     device: str = "auto"
+    compile: str = "auto"  # torch.compile of the potential: auto/on/off (workers.screening.compiled)
     keep_force_constants: bool = False  # phonopy_params yaml (xz) of each screening in the store
 
 
@@ -129,7 +130,8 @@ def run_jobs(context: WorkerContext, *, jobs: Sequence[Job]) -> int:
     saved = 0
     for (protocol, potential), group in groupby(jobs, key=lambda job: (job.protocol, job.potential)):
         group = list(group)
-        loaded = load_potential(potential, device=context.config.device)  # cached per process
+        # cached per process: a compiled model pays its warm-up once per worker process
+        loaded = load_potential(potential, device=context.config.device, compile=context.config.compile)
         # the API cannot know which elements a potential covers without loading it; here we can
         group = [_check_elements(job, loaded.elements) for job in group]
         pending = iter(group)

@@ -122,6 +122,17 @@ whatever the verdicts; it is nonzero only for usage errors and an unavailable po
     "on a GPU keep 1.",
 )
 @click.option(
+    "--compile",
+    "compile_mode",
+    type=click.Choice(["auto", "on", "off"]),
+    default="auto",
+    show_default=True,
+    envvar="PHONONSCREEN_COMPILE",
+    help="Run the potential through torch.compile [PHONONSCREEN_COMPILE]. auto = SevenNet on a CPU with a C++ compiler "
+    "(measured 1.7x faster per force call, same forces to ~1e-6 eV/Å; ~20-90 s to compile once "
+    "per process). off = eager, as PhononBench ran.",
+)
+@click.option(
     "--keep-force-constants",
     is_flag=True,
     help="Also write force_constants/<name>.phonopy_params.yaml.xz (structure, displacements, "
@@ -138,6 +149,7 @@ def screen(
     limit: int | None,
     generator: str | None,
     jobs: int,
+    compile_mode: str,
     keep_force_constants: bool,
 ) -> None:
     """Screen crystal structures in PATH... for dynamical stability.
@@ -147,6 +159,7 @@ def screen(
     written below.
     """
     # Heavy imports (torch, phonopy, pymatgen) only once we know the command runs: --help stays fast.
+    from workers.screening.compiled import compile_decision
     from workers.screening.outputs import OutputFolder
     from workers.screening.potentials import PotentialUnavailableError, load_potential
     from workers.screening.protocols import get_protocol
@@ -157,7 +170,14 @@ def screen(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the fallback warning is printed below, once
-            loaded = load_potential(potential, device=device, checkpoint=potential_checkpoint)
+            # With --jobs > 1 every worker process loads (and compiles) its own model; this
+            # process only needs the provenance and the element list.
+            loaded = load_potential(
+                potential, device=device, checkpoint=potential_checkpoint,
+                compile=compile_mode if jobs == 1 else "off",
+            )
+            if jobs > 1:
+                compile_decision(loaded.info.name, device=loaded.info.device, mode=compile_mode)
     except PotentialUnavailableError as exc:
         raise click.ClickException(str(exc)) from None
     except ValueError as exc:
@@ -165,7 +185,8 @@ def screen(
     if loaded.info.warning:
         click.echo(f"warning: {loaded.info.warning}", err=True)
     click.echo(
-        f"potential {loaded.info.name} ({loaded.info.version}, {loaded.info.device}); "
+        f"potential {loaded.info.name} ({loaded.info.version}, {loaded.info.device}, "
+        f"{loaded.info.execution if jobs == 1 else f'compile {compile_mode} in each worker'}); "
         f"protocol {settings.name} [{settings_hash}]",
         err=True,
     )
@@ -192,6 +213,7 @@ def screen(
         n_stable = _run(
             todo, out=out, settings=settings, loaded=loaded, generator=generator, jobs=jobs,
             checkpoint=str(potential_checkpoint) if potential_checkpoint else None, keep_fc=keep_force_constants,
+            compile_mode=compile_mode,
         )
     except KeyboardInterrupt:
         out.write_tables(keys=wanted)  # results.jsonl already has every finished structure
@@ -207,7 +229,8 @@ def screen(
 
 
 def _run(
-    todo, *, out, settings, loaded, generator: str | None, jobs: int = 1, checkpoint: str | None = None, keep_fc: bool = False
+    todo, *, out, settings, loaded, generator: str | None, jobs: int = 1, checkpoint: str | None = None,
+    keep_fc: bool = False, compile_mode: str = "auto",
 ) -> int:
     """Screen one record at a time, so the bar and results.jsonl advance per structure."""
     from tqdm import tqdm
@@ -217,7 +240,7 @@ def _run(
     if jobs > 1 and len(todo) > 1:
         return _run_parallel(
             todo, out=out, settings=settings, loaded=loaded, generator=generator, jobs=jobs, checkpoint=checkpoint,
-            keep_fc=keep_fc,
+            keep_fc=keep_fc, compile_mode=compile_mode,
         )
     n_stable = 0
     bar = tqdm(todo, unit="structure", file=sys.stderr, dynamic_ncols=True, disable=not todo)
@@ -238,7 +261,9 @@ def _run(
     return n_stable
 
 
-def _run_parallel(todo, *, out, settings, loaded, generator, jobs: int, checkpoint: str | None, keep_fc: bool) -> int:
+def _run_parallel(
+    todo, *, out, settings, loaded, generator, jobs: int, checkpoint: str | None, keep_fc: bool, compile_mode: str
+) -> int:
     """`jobs` processes; results are written and counted here, in the parent, as they finish."""
     from tqdm import tqdm
 
@@ -262,7 +287,7 @@ def _run_parallel(todo, *, out, settings, loaded, generator, jobs: int, checkpoi
             screen_parallel(
                 todo, protocol=settings, potential_name=loaded.info.name, device=loaded.info.device,
                 checkpoint=checkpoint, layout=Layout(processes=jobs, threads_per_process=1), progress=finished,
-                keep_force_constants=keep_fc,
+                keep_force_constants=keep_fc, compile=compile_mode,
             )
     finally:
         bar.close()

@@ -105,7 +105,7 @@ def worker(queues: str, concurrency: int | None, pool: str, hostname: str | None
     settings = _settings()
     configure_worker(WorkerConfig(database_url=settings.resolved_database_url,
                                   artifacts_dir=settings.resolved_artifacts_dir, device=settings.device,
-                                  keep_force_constants=settings.keep_force_constants))
+                                  compile=settings.compile, keep_force_constants=settings.keep_force_constants))
     app = configure_celery(broker_url=settings.resolved_broker_url, soft_time_limit_s=settings.task_soft_time_limit_s,
                            time_limit_s=settings.task_time_limit_s)
     import workers.tasks  # noqa: F401  - registers the task bodies in this process only

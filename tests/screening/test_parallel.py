@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from workers.screening.ingest import read_structures
-from workers.screening.parallel import Layout, screen_parallel
+from workers.screening.parallel import Layout, expected_cost, screen_parallel
 from workers.screening.protocols import DEFAULT
 
 pytestmark = pytest.mark.slow
@@ -14,6 +14,23 @@ pytestmark = pytest.mark.slow
 def test_layout_by_device():
     assert Layout.for_device("cpu", cores=2) == Layout(processes=2, threads_per_process=1)
     assert Layout.for_device("cuda", cores=16).processes == 1
+
+
+def test_expected_cost_orders_low_symmetry_first(examples_dir):
+    """Work is handed out longest first: a low-symmetry generator cell before a same-size
+    high-symmetry one, and a failed record last."""
+    from pymatgen.core import Structure
+
+    from workers.screening.types import StructureRecord
+
+    (srtio3,) = read_structures(examples_dir / "SrTiO3_cubic.cif")  # 5 sites, 3 distinct
+    rattled = srtio3.structure.copy()
+    rattled.perturb(0.05, min_distance=0.05)  # P1: all 5 distinct
+    p1 = StructureRecord(name="p1", source="x", index=0, structure=Structure.from_sites(rattled))
+    failed = StructureRecord(name="bad", source="x", index=1, structure=None, error=None)
+    assert expected_cost(srtio3, DEFAULT) == 5 * 3
+    assert expected_cost(p1, DEFAULT) == 5 * 5
+    assert expected_cost(failed, DEFAULT) == 0.0
 
 
 def test_two_processes_same_verdicts_in_order(examples_dir):

@@ -52,7 +52,7 @@ def _wait_ready(url: str, *, process: subprocess.Popen, log: Path, timeout_s: fl
     raise AssertionError(f"{url} not ready:\n{log.read_text()[-3000:]}")
 
 
-def _submit_and_check(url: str, tmp_path: Path, *, env: dict[str, str], logs: list[Path]) -> None:
+def _submit_and_check(url: str, tmp_path: Path, *, env: dict[str, str], logs: list[Path], execution: str) -> None:
     files = []
     for name, cif in (("Si.cif", si_cif()), ("Al.cif", al_cif())):
         (tmp_path / name).write_text(cif)
@@ -76,6 +76,7 @@ def _submit_and_check(url: str, tmp_path: Path, *, env: dict[str, str], logs: li
         assert verdict["min_frequency_thz"] is not None and verdict["energy_per_atom_ev"] < 0
         detail = httpx.get(f"{url}/api/v1/candidates/{item['id']}").json()
         assert detail["result"]["provenance"]["protocol"] == "default"
+        assert detail["result"]["provenance"]["potential"]["execution"] == execution
         assert detail["screening"]["attempts"] == 1 and detail["screening"]["worker"]
         cif = httpx.get(f"{url}{detail['links']['relaxed_cif']}")
         assert cif.status_code == 200 and "_cell_length_a" in cif.text
@@ -99,13 +100,15 @@ def test_postgres_redis_separate_api_and_worker(tmp_path, redis_broker):
         upgrade_database(db_url)
         port = free_port()
         url = f"http://127.0.0.1:{port}"
+        # the worker runs eager here (PHONONSCREEN_COMPILE=off): the embedded test above covers a
+        # compiling worker, and this one is about Postgres, Redis and separate processes
         env = _env(tmp_path / "home", DATABASE_URL=db_url, CELERY_BROKER_URL=REDIS_URL,
-                   PHONONSCREEN_ARTIFACTS_DIR=str(tmp_path / "artifacts"))
+                   PHONONSCREEN_ARTIFACTS_DIR=str(tmp_path / "artifacts"), PHONONSCREEN_COMPILE="off")
         api_log, worker_log = tmp_path / "api.log", tmp_path / "worker.log"
         with _process([*CLI, "worker", "--concurrency", "1"], env=env, log=worker_log), \
                 _process([*CLI, "api", "--port", str(port)], env=env, log=api_log) as api:
             _wait_ready(url, process=api, log=api_log)
-            _submit_and_check(url, tmp_path, env=env, logs=[worker_log, api_log])
+            _submit_and_check(url, tmp_path, env=env, logs=[worker_log, api_log], execution="eager")
     finally:
         drop_database(db_url)
 
@@ -118,7 +121,7 @@ def test_embedded_serve(tmp_path):
     log = tmp_path / "serve.log"
     with _process([*CLI, "serve", "--port", str(port)], env=env, log=log) as serve:
         _wait_ready(url, process=serve, log=log)
-        _submit_and_check(url, tmp_path, env=env, logs=[log])
+        _submit_and_check(url, tmp_path, env=env, logs=[log], execution="torch.compile")
     # SIGTERM ends serve through its own shutdown (which stops the worker), not by being killed
     assert serve.returncode == 128 + 15, log.read_text()[-2000:]
     assert (home / "phononscreen.sqlite").is_file() and (home / "broker.sqlite").is_file()

@@ -45,19 +45,20 @@ def screen_parallel(
     layout: Layout,
     progress: Callable[[ScreeningResult], None] | None = None,
     keep_force_constants: bool = False,
+    compile: str = "auto",
 ) -> list[ScreeningResult]:
     """Like `pipeline.screen_structures`, spread over `layout.processes` processes.
 
     Each process loads the potential once (by name: models are not sent between processes)
     and screens one structure per task, so a slow structure never holds up the others. Results
-    come back in the order of `items`.
+    come back in the order of `items`. `compile` is `load_potential`'s, applied in each process.
     """
     if layout.processes <= 1 or len(items) <= 1:
         _set_threads(layout.threads_per_process)
         from workers.screening.pipeline import screen_structures
         from workers.screening.potentials import load_potential
 
-        potential = load_potential(potential_name, device=device, checkpoint=checkpoint)
+        potential = load_potential(potential_name, device=device, checkpoint=checkpoint, compile=compile)
         return screen_structures(
             items, protocol=protocol, potential=potential, progress=progress, keep_force_constants=keep_force_constants
         )
@@ -65,7 +66,11 @@ def screen_parallel(
     from workers.screening.pipeline import as_duplicate, find_duplicates
 
     duplicates = find_duplicates(items, protocol=protocol)
-    originals = [i for i, d in enumerate(duplicates) if d is None]
+    # Longest first: a big low-symmetry cell started last would leave the other workers idle
+    # while it finishes (the last structures of a batch set its wall time).
+    originals = sorted(
+        (i for i, d in enumerate(duplicates) if d is None), key=lambda i: -expected_cost(items[i], protocol)
+    )
     copies: dict[int, list[int]] = {}
     for i, d in enumerate(duplicates):
         if d is not None:
@@ -81,7 +86,7 @@ def screen_parallel(
             max_workers=min(layout.processes, max(1, len(originals))),
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
-            initargs=(potential_name, device, checkpoint, layout.threads_per_process),
+            initargs=(potential_name, device, checkpoint, layout.threads_per_process, compile),
         ) as pool:
             futures = {pool.submit(_screen_one, items[i], protocol, keep_force_constants): i for i in originals}
             for future in as_completed(futures):
@@ -101,6 +106,27 @@ def screen_parallel(
     return [r for r in results if r is not None]
 
 
+def expected_cost(item: StructureRecord, protocol: ProtocolSettings) -> float:
+    """A relative cost of screening `item`, for ordering work: sites x symmetry-distinct sites.
+
+    Displaced supercells dominate, and there is one per (symmetry-distinct atom, direction), each
+    of a size proportional to the cell's; relaxation is not predictable from the input and is left
+    out. Unreadable or failed records cost nothing (they are reported at once).
+    """
+    if not item.ok or item.structure is None:
+        return 0.0
+    n = len(item.structure)
+    try:
+        import spglib
+
+        cell = (item.structure.lattice.matrix, item.structure.frac_coords, item.structure.atomic_numbers)
+        dataset = spglib.get_symmetry_dataset(cell, symprec=protocol.symprec)
+        distinct = len(set(dataset.equivalent_atoms)) if dataset is not None else n
+    except Exception:  # noqa: BLE001 - ordering is a heuristic; never fail a screen over it
+        distinct = n
+    return float(n * distinct)
+
+
 _POTENTIAL = None
 
 
@@ -110,12 +136,12 @@ def _set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _init_worker(potential_name: str, device: str, checkpoint: str | None, threads: int) -> None:
+def _init_worker(potential_name: str, device: str, checkpoint: str | None, threads: int, compile: str) -> None:
     global _POTENTIAL
     _set_threads(threads)
     from workers.screening.potentials import load_potential
 
-    _POTENTIAL = load_potential(potential_name, device=device, checkpoint=checkpoint)
+    _POTENTIAL = load_potential(potential_name, device=device, checkpoint=checkpoint, compile=compile)
 
 
 def _screen_one(item: StructureRecord, protocol: ProtocolSettings, keep_force_constants: bool) -> ScreeningResult:

@@ -12,6 +12,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from workers.screening.compiled import CompiledModel, compile_decision
 from workers.screening.potentials_mattersim import (
     MATTERSIM_FILES,
     PotentialUnavailableError,
@@ -62,12 +63,21 @@ class LoadedPotential:
     calculator: Calculator
     elements: frozenset[str] | None
     _factory: Callable[[], Calculator] = field(repr=False, compare=False)
+    _compiled: CompiledModel | None = field(default=None, repr=False, compare=False)
 
     def new_calculator(self) -> Calculator:
         return self._factory()
 
+    def current_info(self) -> PotentialInfo:
+        """`info`, with how the model runs now (a compiled model may have fallen back to eager)."""
+        if self._compiled is None or self._compiled.execution == self.info.execution:
+            return self.info
+        import dataclasses
 
-_CACHE: dict[tuple[str, str, str, str | None], LoadedPotential] = {}
+        return dataclasses.replace(self.info, execution=self._compiled.execution)
+
+
+_CACHE: dict[tuple[str, str, str, str | None, bool], LoadedPotential] = {}
 _LOCK = threading.Lock()
 
 
@@ -81,7 +91,7 @@ def resolve_device(device: str) -> str:
 
 
 def load_potential(
-    name: str = "auto", *, device: str = "auto", checkpoint: str | Path | None = None
+    name: str = "auto", *, device: str = "auto", checkpoint: str | Path | None = None, compile: str = "auto"
 ) -> LoadedPotential:
     """Load potential `name` (one of POTENTIAL_NAMES) on `device`, once per process.
 
@@ -91,18 +101,25 @@ def load_potential(
     are never downloaded and the name is never swapped for another potential. `auto` uses
     `mattersim-v1.0.0-5m` when its checkpoint is in the cache folder, otherwise `sevennet-0` with a
     PotentialFallbackWarning (emitted once, when loaded) that is also kept in `info.warning`.
+
+    `compile` (auto/on/off) runs the model through torch.compile where that was measured to pay
+    (see `workers.screening.compiled`); the compilation happens here, in a warm-up call, so the
+    first structure is not charged for it. `info.execution` says what ran.
     """
     if name not in POTENTIAL_NAMES:
         raise ValueError(f"unknown potential {name!r}; valid names: {', '.join(POTENTIAL_NAMES)}")
     resolved, path, warning = _resolve(name, checkpoint)
     dev = resolve_device(device)
-    key = (name, resolved, dev, str(path) if path else None)
+    use_compile, _why = compile_decision(resolved, device=dev, mode=compile)
+    key = (name, resolved, dev, str(path) if path else None, use_compile)
     with _LOCK:  # one load per key even when threads ask at once
         if key not in _CACHE:
             if warning:
                 how_to = missing_weights_message(AUTO_PREFERRED, fallback=False)
                 warnings.warn(f"{warning}. {how_to}", PotentialFallbackWarning, stacklevel=2)
-            _CACHE[key] = _load(resolved, requested=name, device=dev, path=path, warning=warning)
+            _CACHE[key] = _load(
+                resolved, requested=name, device=dev, path=path, warning=warning, compiled=use_compile
+            )
         return _CACHE[key]
 
 
@@ -152,18 +169,19 @@ class _Model:
     version: str
     path: Path
     label: str
+    compiled: CompiledModel | None = None
 
 
-_MODELS: dict[tuple[str, str, str | None], _Model] = {}
+_MODELS: dict[tuple[str, str, str | None, bool], _Model] = {}
 
 
 def _load(
-    name: str, *, requested: str, device: str, path: Path | None, warning: str | None
+    name: str, *, requested: str, device: str, path: Path | None, warning: str | None, compiled: bool
 ) -> LoadedPotential:
     # `auto` that fell back and an explicit `sevennet-0` share one model in memory.
-    model_key = (name, device, str(path) if path else None)
+    model_key = (name, device, str(path) if path else None, compiled)
     if model_key not in _MODELS:
-        _MODELS[model_key] = _load_model(name, device=device, path=path)
+        _MODELS[model_key] = _load_model(name, device=device, path=path, compiled=compiled)
     model = _MODELS[model_key]
     info = PotentialInfo(
         name=name,
@@ -173,13 +191,16 @@ def _load(
         device=device,
         requested=requested,
         warning=warning,
+        execution=model.compiled.execution if model.compiled is not None else "eager",
     )
     return LoadedPotential(
-        info=info, calculator=model.factory(), elements=model.elements, _factory=model.factory
+        info=info, calculator=model.factory(), elements=model.elements, _factory=model.factory,
+        _compiled=model.compiled,
     )
 
 
-def _load_model(name: str, *, device: str, path: Path | None) -> _Model:
+def _load_model(name: str, *, device: str, path: Path | None, compiled: bool = False) -> _Model:
+    compiled_model = None
     if name in MATTERSIM_FILES:
         assert path is not None
         factory, elements, pkg = load_mattersim(path, device=device)
@@ -189,17 +210,21 @@ def _load_model(name: str, *, device: str, path: Path | None) -> _Model:
         in_cache = cached is not None and cached.resolve() == path.resolve()
         label = path.name if in_cache else str(path)
     elif name == "sevennet-0":
-        factory, elements, pkg, path = _load_sevennet(device=device)
+        factory, elements, pkg, path, compiled_model = _load_sevennet(device=device, compiled=compiled)
         label = "sevenn:" + "/".join(path.parts[-2:])
     elif name == "chgnet-0.3.0":
         factory, elements, pkg, path = _load_chgnet(device=device)
         label = "chgnet:" + "/".join(path.parts[-2:])
     else:  # pragma: no cover - _resolve only returns registry names
         raise ValueError(name)
-    return _Model(factory=factory, elements=elements, version=pkg, path=path, label=label)
+    return _Model(
+        factory=factory, elements=elements, version=pkg, path=path, label=label, compiled=compiled_model
+    )
 
 
-def _load_sevennet(*, device: str) -> tuple[Callable[[], Calculator], frozenset[str], str, Path]:
+def _load_sevennet(
+    *, device: str, compiled: bool = False
+) -> tuple[Callable[[], Calculator], frozenset[str], str, Path, CompiledModel | None]:
     from ase.data import chemical_symbols
     from sevenn.calculator import SevenNetCalculator
     from sevenn.util import pretrained_name_to_path
@@ -211,16 +236,39 @@ def _load_sevennet(*, device: str) -> tuple[Callable[[], Calculator], frozenset[
         warnings.simplefilter("ignore", UserWarning)
         first = SevenNetCalculator(str(path), device=device)
     model = first.model
+    # Inference only: forces and stress are gradients with respect to positions and strain, never
+    # the weights; weights that do not ask for gradients spare autograd work (~10 % per call).
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    compiled_model = CompiledModel(model) if compiled else None
 
     def make_calculator() -> Calculator:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            return SevenNetCalculator(model, file_type="model_instance", device=device)
+            calc = SevenNetCalculator(model, file_type="model_instance", device=device)
+        if compiled_model is not None:
+            calc.model = compiled_model  # the calculator only calls it; its setup used the model
+        return calc
 
+    if compiled_model is not None:
+        _warm_up(make_calculator())
     # SevenNet's stress is already ASE's (eV/Å^3, positive = tensile): its calculator negates
     # the model's virial-like output. Checked against finite differences in the tests.
     elements = frozenset(chemical_symbols[int(z)] for z in first.type_map)
-    return make_calculator, elements, f"sevenn {version('sevenn')}", path
+    return make_calculator, elements, f"sevenn {version('sevenn')}", path, compiled_model
+
+
+def _warm_up(calc: Calculator) -> None:
+    """Compile now: forces and stress of a rattled 2-atom Si cell and of its 16-atom supercell."""
+    import numpy as np
+    from ase.build import bulk
+
+    rng = np.random.default_rng(0)
+    for atoms in (bulk("Si", "diamond", a=5.43), bulk("Si", "diamond", a=5.43) * (2, 2, 2)):
+        atoms.positions += rng.normal(0.0, 0.01, atoms.positions.shape)
+        atoms.calc = calc
+        atoms.get_forces()
+        atoms.get_stress()
 
 
 def _load_chgnet(*, device: str) -> tuple[Callable[[], Calculator], frozenset[str], str, Path]:

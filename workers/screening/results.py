@@ -18,7 +18,7 @@ def provenance(protocol: ProtocolSettings, potential: LoadedPotential) -> Proven
         protocol=protocol.name,
         protocol_settings=protocol.as_dict(),
         settings_hash=protocol.settings_hash(),
-        potential=potential.info,
+        potential=potential.current_info(),
         versions=library_versions(),
     )
 

@@ -64,6 +64,8 @@ class PotentialInfo:
     device: str  # "cpu" or "cuda"
     requested: str = ""  # what the user asked for, e.g. "auto"
     warning: str | None = None  # e.g. why `auto` fell back to SevenNet
+    # how the model ran: "eager", "torch.compile", or "eager (torch.compile failed: ...)"
+    execution: str = "eager"
 
 
 @dataclass(frozen=True)

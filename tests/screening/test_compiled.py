@@ -1,0 +1,97 @@
+"""torch.compile of the potential: when it applies, that it gives the eager forces, and that a
+compiler failure falls back to eager and says so in the provenance."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from ase.build import bulk
+
+from workers.screening import compiled
+from workers.screening.compiled import CompiledModel, CompileFallbackWarning, compile_decision
+
+
+def test_decision_auto_compiles_sevennet_on_cpu_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(compiled, "cxx_compiler", lambda: "/usr/bin/g++")
+    assert compile_decision("sevennet-0", device="cpu", mode="auto") == (True, "auto: CPU with a C++ compiler")
+    use, why = compile_decision("sevennet-0", device="cuda", mode="auto")
+    assert not use and "GPU not measured" in why
+    assert compile_decision("sevennet-0", device="cuda", mode="on")[0]
+    assert compile_decision("sevennet-0", device="cpu", mode="off") == (False, "compile off")
+    use, why = compile_decision("chgnet-0.3.0", device="cpu", mode="auto")
+    assert not use and "chgnet-0.3.0 is not compiled" == why
+    with pytest.raises(ValueError, match="implemented for sevennet-0, not 'chgnet-0.3.0'"):
+        compile_decision("chgnet-0.3.0", device="cpu", mode="on")
+    with pytest.raises(ValueError, match="unknown compile mode 'fast'"):
+        compile_decision("sevennet-0", device="cpu", mode="fast")
+
+
+def test_decision_without_a_cxx_compiler(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert compiled.cxx_compiler() is None
+    assert compile_decision("sevennet-0", device="cpu", mode="auto") == (False, "no C++ compiler on PATH")
+    with pytest.raises(ValueError, match="needs a C\\+\\+ compiler"):
+        compile_decision("sevennet-0", device="cpu", mode="on")
+
+
+class _Data:
+    """Stands in for a graph: `clone()` gives an independent copy, as AtomGraphData's does."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def clone(self) -> _Data:
+        return _Data(self.value)
+
+
+def test_compiler_failure_falls_back_to_eager_once() -> None:
+    calls = []
+
+    def eager(data: _Data) -> float:
+        calls.append(data)
+        return data.value * 2
+
+    model = CompiledModel(eager)
+
+    def broken(data: _Data) -> float:
+        data.value = -1.0  # a failed compiled call may have written into its input
+        raise RuntimeError("inductor: C++ compile failed\nlong log")
+
+    model._compiled = broken  # what a compiler failure looks like to the caller
+    original = _Data(3.0)
+    with pytest.warns(CompileFallbackWarning, match="C\\+\\+ compile failed"):
+        assert model(original) == 6.0
+    assert calls == [original] and original.value == 3.0  # eager saw the untouched input
+    assert model.execution == "eager (torch.compile failed: RuntimeError: inductor: C++ compile failed)"
+    assert model(_Data(1.0)) == 2.0  # no second attempt, no second warning
+    assert len(calls) == 2
+
+
+@pytest.mark.slow
+def test_compiled_sevennet_gives_eager_forces_and_stress() -> None:
+    """Forces and stress of the compiled model equal eager to float32 rounding, in a small cell
+    and its 2x2x2 supercell with a different element set, and the provenance says what ran."""
+    from workers.screening.potentials import load_potential
+
+    if compiled.cxx_compiler() is None:
+        pytest.fail("a C++ compiler is required for the compiled path (g++ is on this project's machines)")
+    eager = load_potential("sevennet-0", device="cpu", compile="off")
+    fast = load_potential("sevennet-0", device="cpu", compile="auto")
+    assert eager.info.execution == "eager"
+    assert fast.info.execution == "torch.compile" == fast.current_info().execution
+    rng = np.random.default_rng(7)
+    cells = [bulk("GaN", "wurtzite", a=3.19, c=5.19), bulk("MgO", "rocksalt", a=4.21) * (2, 2, 2)]
+    for atoms in cells:
+        atoms.positions += rng.normal(0.0, 0.03, atoms.positions.shape)
+        results = []
+        for pot in (eager, fast):
+            probe = atoms.copy()
+            probe.calc = pot.new_calculator()
+            results.append((probe.get_potential_energy(), probe.get_forces(), probe.get_stress()))
+        (e0, f0, s0), (e1, f1, s1) = results
+        assert np.abs(f0).max() > 0.05  # rattled: forces that matter
+        np.testing.assert_allclose(f1, f0, atol=1e-5)
+        np.testing.assert_allclose(s1, s0, atol=1e-6)
+        assert abs(e1 - e0) < 1e-4 * len(atoms)

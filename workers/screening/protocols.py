@@ -69,6 +69,10 @@ class ProtocolSettings:
     phononbench_tol_thz: float = 1.0e-3
     # outputs
     dos_mesh_min: int = 8
+    # Gaussian smearing of the phonon DOS (an output, never the verdict). phonopy's tetrahedron
+    # method took ~0.8 s per 8-12-atom generator cell, 10 % of a screen under `phononbench`
+    # (benchmarks/README.md); smearing takes milliseconds. None: the tetrahedron method.
+    dos_sigma_thz: float | None = 0.1
     thermal_temperature_k: float = 300.0
 
     def as_dict(self) -> dict[str, Any]:

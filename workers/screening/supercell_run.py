@@ -97,7 +97,7 @@ def needs_confirmation(report: verdict.ZoneReport, decision: tuple[str, str | No
 def get_bands_and_thermal(phonon: Phonopy, band: dict, protocol: ProtocolSettings) -> tuple[BandData, ThermalProperties]:
     if not protocol.check_mesh:  # the verdict did not need the mesh; DOS and thermal do
         phonon.run_mesh(band["mesh"], is_gamma_center=True)
-    phonon.run_total_dos()
+    phonon.run_total_dos(sigma=protocol.dos_sigma_thz)
     dos = phonon.get_total_dos_dict()
     phonon.run_thermal_properties(temperatures=[protocol.thermal_temperature_k])
     tp = phonon.get_thermal_properties_dict()

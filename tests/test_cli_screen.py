@@ -109,6 +109,9 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     none = runner.invoke(main, ["screen", str(empty), "--potential", "sevennet-0",
                                 "--out", str(tmp_path / "o")])
     assert none.exit_code == 2 and "no structure" in none.output
+    uncompiled = runner.invoke(main, ["screen", str(cif), "--potential", "chgnet-0.3.0", "--compile", "on",
+                                      "--out", str(tmp_path / "o")])
+    assert uncompiled.exit_code == 2 and "implemented for sevennet-0, not 'chgnet-0.3.0'" in uncompiled.output
 
 
 @pytest.mark.slow
@@ -130,6 +133,9 @@ def test_end_to_end_si_then_rerun_skips(tmp_path: Path) -> None:
     assert row["generator"] == "textbook" and row["spacegroup_after"].endswith("(227)")
     assert float(row["min_frequency_thz"]) > -0.05
     line = json.loads((out / "results.jsonl").read_text())
+    # the default (--compile auto) on this CPU: compiled, said before, and recorded on the row
+    assert "compiling the potential" in first.output
+    assert line["provenance"]["potential"]["execution"] == "torch.compile"
     for rel in ("relaxed_cif", "plot", "bands"):
         assert (out / line["files"][rel]).stat().st_size > 100
     assert (out / line["files"]["plot"]).read_bytes().startswith(b"\x89PNG")

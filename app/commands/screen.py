@@ -129,7 +129,7 @@ whatever the verdicts; it is nonzero only for usage errors and an unavailable po
     show_default=True,
     envvar="PHONONSCREEN_COMPILE",
     help="Run the potential through torch.compile [PHONONSCREEN_COMPILE]. auto = SevenNet on a CPU with a C++ compiler "
-    "(measured 1.7x faster per force call, same forces to ~1e-6 eV/Å; ~20-90 s to compile once "
+    "(measured 1.6x faster per force call, same forces to ~2e-6 eV/Å; ~25 s to compile once "
     "per process). off = eager, as PhononBench ran.",
 )
 @click.option(
@@ -161,32 +161,36 @@ def screen(
     # Heavy imports (torch, phonopy, pymatgen) only once we know the command runs: --help stays fast.
     from workers.screening.compiled import compile_decision
     from workers.screening.outputs import OutputFolder
-    from workers.screening.potentials import PotentialUnavailableError, load_potential
+    from workers.screening.potentials import (
+        PotentialUnavailableError,
+        load_potential,
+        resolve_device,
+        resolved_name,
+    )
     from workers.screening.protocols import get_protocol
     from workers.screening.summary import format_summary
 
     settings = get_protocol(protocol)
     settings_hash = settings.settings_hash()
     try:
+        will_compile = compile_decision(
+            resolved_name(potential, potential_checkpoint), device=resolve_device(device), mode=compile_mode
+        )[0]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the fallback warning is printed below, once
-            # With --jobs > 1 every worker process loads (and compiles) its own model; this
-            # process only needs the provenance and the element list.
-            loaded = load_potential(
-                potential, device=device, checkpoint=potential_checkpoint,
-                compile=compile_mode if jobs == 1 else "off",
-            )
-            if jobs > 1:
-                compile_decision(loaded.info.name, device=loaded.info.device, mode=compile_mode)
+            # Eager first: the provenance and the element list are all that ingest needs, and
+            # nothing is compiled for a run with nothing to screen. With --jobs > 1 every worker
+            # process loads (and compiles) its own model.
+            loaded = load_potential(potential, device=device, checkpoint=potential_checkpoint, compile="off")
     except PotentialUnavailableError as exc:
         raise click.ClickException(str(exc)) from None
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     if loaded.info.warning:
         click.echo(f"warning: {loaded.info.warning}", err=True)
+    execution = ("torch.compile" if will_compile else "eager") + (" in each worker" if jobs > 1 else "")
     click.echo(
-        f"potential {loaded.info.name} ({loaded.info.version}, {loaded.info.device}, "
-        f"{loaded.info.execution if jobs == 1 else f'compile {compile_mode} in each worker'}); "
+        f"potential {loaded.info.name} ({loaded.info.version}, {loaded.info.device}, {execution}); "
         f"protocol {settings.name} [{settings_hash}]",
         err=True,
     )
@@ -207,6 +211,15 @@ def screen(
         f"{len(records)} structures; {n_skipped} already done in {out.root}; screening {len(todo)}",
         err=True,
     )
+    if jobs == 1 and will_compile and any(r.ok for r in todo):  # failed reads need no model
+        click.echo(
+            "compiling the potential (torch.compile, once per process: about 30 s with torch's cache "
+            "warm, a few minutes the first time; --compile off skips it)...",
+            err=True,
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            loaded = load_potential(potential, device=device, checkpoint=potential_checkpoint, compile=compile_mode)
 
     wanted = {key_of(r.name) for r in records}
     try:

@@ -123,6 +123,12 @@ def load_potential(
         return _CACHE[key]
 
 
+def resolved_name(name: str, checkpoint: str | Path | None = None) -> str:
+    """The registry name `load_potential(name, checkpoint=...)` would load (what `auto` means
+    here), without loading anything; raises like `load_potential` for a missing MatterSim."""
+    return _resolve(name, checkpoint)[0]
+
+
 def clear_potential_cache() -> None:
     """Forget every loaded potential (tests, or a worker that changes settings)."""
     with _LOCK:

@@ -38,6 +38,8 @@ CMD ["phononscreen", "api", "--port", "8000"]
 # ---- worker: torch for the GPU, SevenNet / CHGNet (weights in their wheels), MatterSim ----------
 FROM base AS worker
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cu128
+# g++: torch.compile's CPU backend (PHONONSCREEN_COMPILE=auto compiles SevenNet on CPU workers)
+RUN apt-get update && apt-get install -y --no-install-recommends g++ && rm -rf /var/lib/apt/lists/*
 # torch first from the CUDA index, so nothing later resolves a different build
 RUN pip install "torch==2.13.0" --index-url ${TORCH_INDEX}
 RUN pip install . \

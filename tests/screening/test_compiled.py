@@ -69,6 +69,20 @@ def test_compiler_failure_falls_back_to_eager_once() -> None:
     assert len(calls) == 2
 
 
+def test_an_input_that_fails_eager_too_does_not_turn_compile_off() -> None:
+    def eager(data: _Data) -> float:
+        if data.value < 0:
+            raise ValueError("no edges within the cutoff")
+        return data.value
+
+    model = CompiledModel(eager)
+    model._compiled = eager  # stands in for the compiled graph: same behaviour as eager
+    with pytest.raises(ValueError, match="no edges"):
+        model(_Data(-1.0))
+    assert model.execution == "torch.compile"
+    assert model(_Data(2.0)) == 2.0
+
+
 @pytest.mark.slow
 def test_compiled_sevennet_gives_eager_forces_and_stress() -> None:
     """Forces and stress of the compiled model equal eager to float32 rounding, in a small cell

@@ -17,6 +17,7 @@ a warning, and the fact is kept in the potential's provenance.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import threading
 import warnings
@@ -83,8 +84,6 @@ class CompiledModel:
     def __init__(self, model: Any) -> None:
         import torch
 
-        import logging
-
         # Dynamo reports every graph break and fallback at WARNING; they are expected here (see
         # above) and would bury the progress bars. Errors still show.
         torch._logging.set_logs(dynamo=logging.ERROR)
@@ -103,7 +102,11 @@ class CompiledModel:
             try:
                 # on a copy: a call that fails half-way must leave the eager retry its input
                 return self._compiled(data.clone())
-            except Exception as exc:  # noqa: BLE001 - any compiler failure means: run eager
+            except Exception as exc:  # noqa: BLE001 - retried eager below
+                # An input the model itself rejects fails eager too: that error propagates and
+                # the compiled path stays on. Only a failure that eager does not share is the
+                # compiler's, and switches this model to eager for good.
+                result = self.eager(data)
                 with self._lock:
                     if self.failure is None:
                         text = str(exc).splitlines()[0] if str(exc) else ""
@@ -113,6 +116,7 @@ class CompiledModel:
                             CompileFallbackWarning,
                             stacklevel=2,
                         )
+                return result
         return self.eager(data)
 
     def __getattr__(self, name: str) -> Any:  # the model's attributes (cutoff, type_map, ...)

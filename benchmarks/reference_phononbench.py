@@ -122,6 +122,16 @@ def _max_force(atoms: Atoms) -> float:
     return float(np.linalg.norm(atoms.get_forces(), axis=1).max())
 
 
+def _log_stage(stage: str, start: float, end: float) -> None:
+    """The benchmark's stage log (PHONONSCREEN_STAGE_LOG), written here without the pipeline's code."""
+    import os
+
+    folder = os.environ.get("PHONONSCREEN_STAGE_LOG")
+    if folder:
+        with open(os.path.join(folder, f"stages-{os.getpid()}.tsv"), "a") as handle:
+            handle.write(f"{stage}\t{start:.3f}\t{end:.3f}\n")
+
+
 def _phonons(atoms: Atoms, *, calculator: Calculator, result: ReferenceResult) -> float:
     """Finite displacements in the fixed 2x2x2 supercell; minimum frequency on the band path, THz."""
     from ase import Atoms as AseAtoms
@@ -142,7 +152,7 @@ def _phonons(atoms: Atoms, *, calculator: Calculator, result: ReferenceResult) -
     result.n_displacements = len(supercells)
     timings["post"] = time.perf_counter() - start
 
-    start = time.perf_counter()
+    start, wall = time.perf_counter(), time.time()
     forces = []
     for cell in supercells:  # one at a time, as the reference does
         displaced = AseAtoms(symbols=cell.symbols, cell=cell.cell, scaled_positions=cell.scaled_positions, pbc=True)
@@ -150,6 +160,7 @@ def _phonons(atoms: Atoms, *, calculator: Calculator, result: ReferenceResult) -
         f = np.array(displaced.get_forces(), dtype=float)
         forces.append(f - f.mean(axis=0))  # drift removed
     timings["forces"] = time.perf_counter() - start
+    _log_stage("forces", wall, time.time())
 
     start = time.perf_counter()
     phonon.forces = np.array(forces)

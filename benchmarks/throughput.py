@@ -234,23 +234,82 @@ def _progress(arm: str, i: int, n: int, name: str, verdict: str, seconds: float)
 def run_arm(arm: str, *, sample_path: Path, args: argparse.Namespace, workdir: Path) -> dict:
     """Run one arm in a fresh interpreter; add the sampled peak RSS of its whole process tree."""
     out = workdir / f"{arm}.json"
+    stage_dir = workdir / f"{arm}-stages"
+    stage_dir.mkdir()
     cmd = [
         sys.executable, str(Path(__file__).resolve()), "--worker", arm, "--input", str(sample_path),
         "--output", str(out), "--n", str(args.n), "--potential", args.potential, "--protocol", args.protocol,
         "--jobs", str(args.jobs), "--compile", args.compile,
     ]  # fmt: skip
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=os.environ.copy())
+    proc = subprocess.Popen(cmd, env={**os.environ, "PHONONSCREEN_STAGE_LOG": str(stage_dir)})
     peak = _TreeRss(proc.pid)
+    gpu = GpuSampler()
     peak.start()
+    gpu.start()
     rc = proc.wait()
     peak.stop()
+    gpu.stop()
     if rc != 0:
         raise SystemExit(f"{arm} arm exited with status {rc}")
     report = json.loads(out.read_text())
     report["process_wall_s"] = time.perf_counter() - start
     report["peak_tree_rss_mib"] = peak.peak_mib
+    report["gpu_utilisation"] = gpu_utilisation(gpu.samples, read_stage_log(stage_dir), available=gpu.available)
     return report
+
+
+class GpuSampler(threading.Thread):
+    """GPU utilisation (%) from `nvidia-smi` every `every_s`, as (Unix time, mean over GPUs)."""
+
+    def __init__(self, *, every_s: float = 0.5, command: str = "nvidia-smi") -> None:
+        super().__init__(daemon=True)
+        import shutil
+
+        self.command = shutil.which(command)
+        self.available = self.command is not None
+        self.every_s = every_s
+        self.samples: list[tuple[float, float]] = []
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while self.available and not self._halt.is_set():
+            try:
+                out = subprocess.run(
+                    [self.command, "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
+                    capture_output=True, text=True, timeout=10,
+                )  # fmt: skip
+                values = [float(v) for v in out.stdout.split() if v.strip()]
+                if out.returncode == 0 and values:
+                    self.samples.append((time.time(), sum(values) / len(values)))
+            except (OSError, ValueError, subprocess.SubprocessError):
+                pass
+            self._halt.wait(self.every_s)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join()
+
+
+def read_stage_log(folder: Path) -> list[tuple[str, float, float]]:
+    """(stage, start, end) from every process's stage log in `folder` (see workers/screening/timing.py)."""
+    intervals = []
+    for path in sorted(folder.glob("stages-*.tsv")):
+        for line in path.read_text().splitlines():
+            stage, start, end = line.split("\t")
+            intervals.append((stage, float(start), float(end)))
+    return intervals
+
+
+def gpu_utilisation(samples: list[tuple[float, float]], intervals: list[tuple[str, float, float]], *, available: bool) -> dict | None:
+    """Mean GPU utilisation over the whole arm and over the samples taken inside a force stage."""
+    if not available:
+        return None
+    forces = [(a, b) for stage, a, b in intervals if stage in STAGES["forces"]]
+    during = [u for t, u in samples if any(a <= t <= b for a, b in forces)]
+    mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
+    return {"samples": len(samples), "mean_pct": mean([u for _t, u in samples]),
+            "force_stage_samples": len(during), "force_stage_mean_pct": mean(during)}  # fmt: skip
 
 
 class _TreeRss(threading.Thread):
@@ -532,6 +591,14 @@ def print_report(report: dict, *, path: Path, args: argparse.Namespace) -> None:
                  else "each worker's load inside wall" if rep["layout"].get("entry") == "screen_parallel"
                  else f"load {rep['potential_load_s']:.1f} s, not counted")
         print(f"model {arm}: {execution} ({where})")
+    for arm in ("reference", "pipeline"):
+        gpu = report["arms"][arm].get("gpu_utilisation")
+        if gpu is None:
+            print(f"gpu utilisation {arm}: no nvidia-smi on this machine")
+        else:
+            print(f"gpu utilisation {arm} (nvidia-smi every 0.5 s): whole arm {_fmt(gpu['mean_pct'])} % over "
+                  f"{gpu['samples']} samples; force stage {_fmt(gpu['force_stage_mean_pct'])} % over "
+                  f"{gpu['force_stage_samples']}")  # fmt: skip
     for arm in ("reference", "pipeline"):
         print(f"verdicts {arm}: {s[arm]['verdicts']}")
     print(

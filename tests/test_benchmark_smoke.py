@@ -45,6 +45,9 @@ def test_throughput_smoke(tmp_path: Path, shared_data: Path) -> None:
         assert summary[arm]["peak_tree_rss_mib"] > 100  # a torch model was resident
         assert report["arms"][arm]["wall_s"] > 0
     assert summary["pipeline"]["layout"]["processes"] == 2
+    for arm in ("reference", "pipeline"):  # no nvidia-smi on the CI machine
+        assert report["arms"][arm]["gpu_utilisation"] is None
+        assert f"gpu utilisation {arm}: no nvidia-smi on this machine" in proc.stdout
     # the reference runs the model eager, as PhononBench did; the pipeline as it would in production
     assert report["arms"]["reference"]["potential"]["execution"] == "eager"
     assert report["arms"]["pipeline"]["potential"]["execution"] == "torch.compile"

@@ -2,9 +2,9 @@
 
 Measured on this project's 2-core CPU (issue 4; `benchmarks/compile_forces.py`): SevenNet-0 spends
 much of an eager force call in autograd bookkeeping of e3nn's tensor products (a quarter in zero
-fills of slice gradients alone); compiled, force + stress calls are 1.6x faster on real
-generator cells and their 2x2x2 supercells (most on supercells: 64-atom NaCl 480 -> 249 ms;
-least on 8-atom cells: 65 -> 53 ms), forces equal to eager to ~2e-6 eV/Å (float32 rounding: the
+fills of slice gradients alone); compiled, force + stress calls are 1.65x faster on real
+generator cells and their 2x2x2 supercells (2-12-atom cells 1.47x, 16-96-atom supercells
+1.68x), forces equal to eager to ~2e-6 eV/Å (float32 rounding: the
 same kind of difference as one thread against two). Compiling costs 90-250 s on first use on a
 machine and ~25 s with torch's on-disk cache warm, paid once per process at load time (a
 warm-up call), which a long-lived worker amortises over thousands of structures.

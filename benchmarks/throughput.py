@@ -127,20 +127,18 @@ def run_worker(args: argparse.Namespace) -> int:
     # The reference runs the model eager, as PhononBench did; the pipeline as it would in production.
     compile_mode = "off" if args.worker == "reference" else args.compile
     cores = os.cpu_count() or 1
-    if args.worker == "pipeline":
-        torch.set_num_threads(cores if args.jobs == 1 else max(1, cores // max(1, args.jobs)))
+    if in_process:  # one process with every core (the fair single-process baseline), set before
+        torch.set_num_threads(cores)  # loading so a compiled model is built for the threads it runs on
     potential = load_potential(args.potential, compile=compile_mode) if in_process else None
     load_s = time.perf_counter() - start
     loads = [os.getloadavg()]
     # An eager model load is left out of both arms' wall time; compiling is work the pipeline chose
-    # to do, so its in-process load (warm-up compile included) counts. Worker processes' loads are
-    # inside the wall time anyway.
-    if in_process and potential.info.execution != "eager":
-        start -= load_s
-    else:
+    # to do, so its in-process load (warm-up compile included) counts: the clock keeps running from
+    # before the load. Worker processes' loads are inside the wall time anyway.
+    counted = in_process and potential.info.execution != "eager"
+    if not counted:
         start = time.perf_counter()
     if args.worker == "reference":
-        torch.set_num_threads(cores)  # the fair single-process baseline uses every core
         layout = {"processes": 1, "torch_threads": cores, "entry": "reference_phononbench"}
         results, info = _reference_arm(records, potential), _jsonable(potential.info)
     else:
@@ -153,7 +151,7 @@ def run_worker(args: argparse.Namespace) -> int:
         "arm": args.worker,
         "wall_s": wall_s,
         "potential_load_s": load_s,
-        "load_counted_in_wall": in_process and potential.info.execution != "eager",
+        "load_counted_in_wall": counted,
         "potential": info,
         "layout": layout,
         "loadavg_1_5_15": loads,
@@ -181,8 +179,6 @@ def _reference_arm(records: list, potential) -> list[dict]:
 def _pipeline_arm(records: list, *, potential, args: argparse.Namespace, cores: int) -> tuple[list[dict], dict, dict]:
     """The project's pipeline: `screen_structures` in this process (--jobs 1), or `screen_parallel`
     over --jobs processes sharing the cores (--jobs 0: the layout the pipeline picks itself)."""
-    import torch
-
     from workers.screening.protocols import get_protocol
 
     protocol = get_protocol(args.protocol)
@@ -195,7 +191,6 @@ def _pipeline_arm(records: list, *, potential, args: argparse.Namespace, cores: 
     if args.jobs == 1:
         from workers.screening.pipeline import screen_structures
 
-        torch.set_num_threads(cores)
         layout = {"processes": 1, "torch_threads": cores, "entry": "screen_structures"}
         results = screen_structures(records, protocol=protocol, potential=potential, progress=progress)
         return [_slim(r) for r in results], layout, _jsonable(potential.info)
@@ -321,10 +316,7 @@ class _TreeRss(threading.Thread):
         self._halt = threading.Event()
 
     def run(self) -> None:
-        try:
-            import psutil  # installed with torch-geometric (sevenn); not a declared dependency
-        except ImportError:
-            return
+        import psutil  # a declared dependency (pyproject)
 
         try:
             root = psutil.Process(self.pid)

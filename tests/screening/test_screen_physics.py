@@ -156,7 +156,7 @@ def test_failed_ingest_records_come_back_failed(sevennet):
     assert result.verdict == "failed" and result.reason.startswith("parse_error")
 
 
-def test_force_constants_kept_when_asked(examples_dir, sevennet):
+def test_force_constants_kept_when_asked(examples_dir, sevennet, tmp_path):
     import lzma
 
     import phonopy
@@ -166,12 +166,9 @@ def test_force_constants_kept_when_asked(examples_dir, sevennet):
     assert without.phonopy_params_xz is None
     (kept,) = screen_structures([record], protocol=DEFAULT, potential=sevennet, keep_force_constants=True)
     assert "phonopy_params_xz" not in kept.as_dict()
-    path = examples_dir.parent / ".pytest-fc.yaml"
-    try:
-        path.write_bytes(lzma.decompress(kept.phonopy_params_xz))
-        ph = phonopy.load(path, produce_fc=False, log_level=0)
-    finally:
-        path.unlink(missing_ok=True)
+    path = tmp_path / "phonopy_params.yaml"
+    path.write_bytes(lzma.decompress(kept.phonopy_params_xz))
+    ph = phonopy.load(path, produce_fc=False, log_level=0)
     assert ph.force_constants is not None and len(ph.supercell) == kept.phonons.n_supercell_atoms
     ph.run_qpoints([kept.worst_mode.qpoint])
     assert ph.get_qpoints_dict()["frequencies"].min() == pytest.approx(kept.min_frequency_thz, abs=1e-4)

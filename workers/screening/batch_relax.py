@@ -49,12 +49,9 @@ def _evaluate_all(calculator: Calculator, atoms_list: list[Atoms]) -> list[Evalu
     """One batched forward pass; if the batch fails, each structure alone (to find the culprit)."""
     try:
         return _mattersim_batch(calculator, atoms_list)
-    except Exception:  # noqa: BLE001
-        if len(atoms_list) == 1:
-            try:
-                return _mattersim_batch(calculator, atoms_list)
-            except Exception as exc:  # noqa: BLE001
-                return [exc]
+    except Exception as exc:  # noqa: BLE001
+        if len(atoms_list) == 1:  # the culprit: fail it alone, without evaluating it again
+            return [exc]
         return [item for atoms in atoms_list for item in _evaluate_all(calculator, [atoms])]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import TYPE_CHECKING
 
 from workers.screening.protocols import ProtocolSettings
@@ -24,6 +25,12 @@ def provenance(protocol: ProtocolSettings, potential: LoadedPotential) -> Proven
 
 
 def library_versions() -> dict[str, str]:
+    """Versions of the libraries a verdict depends on; a copy (read from disk once per process)."""
+    return dict(_library_versions())
+
+
+@cache
+def _library_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}

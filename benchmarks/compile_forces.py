@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads (the CPU worker layout uses 1)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--max-atoms", type=int, default=12)
+    p.add_argument("--realize-opcount", type=int, default=None,
+                   help="compile with this inductor realize_opcount_threshold instead of the pipeline's "
+                   "(compiled afresh into a temporary cache; torch's default is 30)")
     args = p.parse_args(argv)
 
     import numpy as np
@@ -45,6 +48,13 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")
+    if args.realize_opcount is not None:
+        import tempfile
+
+        from workers.screening import compiled
+
+        compiled._INDUCTOR = {**compiled._INDUCTOR, "realize_opcount_threshold": args.realize_opcount}
+        os.environ[compiled.CACHE_ENV] = tempfile.mkdtemp(prefix="compile-forces-")
     eager = load_potential(args.potential, device="cpu", compile="off")
     start = time.perf_counter()
     fast = load_potential(args.potential, device="cpu", compile="on")
@@ -80,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     ds = max(float(np.abs(a[1] - b[1]).max()) for a, b in zip(results["eager"], results["compiled"]))
     sizes = sorted({len(c) for c in cells})
     print(f"potential {args.potential}, {args.threads} torch thread(s), {len(cells)} cells of {sizes[0]}-{sizes[-1]} atoms")
-    print(f"load with compile (model load + warm-up compile; torch's on-disk cache may be warm): {warm_up:.1f} s")
+    print(f"load with compile (model load + compile or load of the saved graph, warm-up call): {warm_up:.1f} s; "
+          f"{fast._compiled.how if fast._compiled is not None else 'not compiled'}")
     print(f"first call per cell: eager {first['eager'].sum():.2f} s, compiled {first['compiled'].sum():.2f} s "
           "(includes recompiles for new size classes, once per process)")
     print(f"steady state (2 more passes): eager {steady['eager'].sum():.2f} s, compiled {steady['compiled'].sum():.2f} s; "

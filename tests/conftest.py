@@ -6,7 +6,12 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
+
+# Compiled potentials are saved for later processes (workers.screening.compiled.cache_dir); the
+# test session keeps its own, shared by its subprocesses, instead of writing into ~/.cache.
+os.environ.setdefault("PHONONSCREEN_COMPILE_CACHE", tempfile.mkdtemp(prefix="phononscreen-compiled-"))
 
 import pytest  # noqa: E402
 

@@ -129,8 +129,8 @@ whatever the verdicts; it is nonzero only for usage errors and an unavailable po
     show_default=True,
     envvar="PHONONSCREEN_COMPILE",
     help="Run the potential through torch.compile [PHONONSCREEN_COMPILE]. auto = SevenNet on a CPU with a C++ compiler "
-    "(measured 1.6x faster per force call, same forces to ~2e-6 eV/Å; ~25 s to compile once "
-    "per process). off = eager, as PhononBench ran.",
+    "(faster per force call, same forces to ~3e-6 eV/Å: benchmarks/compile_forces.py; compiled once per "
+    "machine, ~2 min, then loaded from PHONONSCREEN_COMPILE_CACHE in seconds). off = eager, as PhononBench ran.",
 )
 @click.option(
     "--keep-force-constants",
@@ -213,8 +213,8 @@ def screen(
     )
     if jobs == 1 and will_compile and any(r.ok for r in todo):  # failed reads need no model
         click.echo(
-            "compiling the potential (torch.compile, once per process: about 30 s with torch's cache "
-            "warm, a few minutes the first time; --compile off skips it)...",
+            "compiling the potential (torch.compile: loaded in seconds when this machine has compiled it "
+            "before, about 2 minutes the first time; --compile off skips it)...",
             err=True,
         )
         with warnings.catch_warnings():

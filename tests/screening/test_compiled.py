@@ -83,29 +83,104 @@ def test_an_input_that_fails_eager_too_does_not_turn_compile_off() -> None:
     assert model(_Data(2.0)) == 2.0
 
 
-@pytest.mark.slow
-def test_compiled_sevennet_gives_eager_forces_and_stress() -> None:
-    """Forces and stress of the compiled model equal eager to float32 rounding, in a small cell
-    and its 2x2x2 supercell with a different element set, and the provenance says what ran."""
-    from workers.screening.potentials import load_potential
+def _evaluate_with(calc, atoms) -> tuple:
+    probe = atoms.copy()
+    probe.calc = calc
+    return probe.get_potential_energy(), probe.get_forces(), probe.get_stress(), probe.get_potential_energies()
 
-    if compiled.cxx_compiler() is None:
-        pytest.fail("a C++ compiler is required for the compiled path (g++ is on this project's machines)")
-    eager = load_potential("sevennet-0", device="cpu", compile="off")
-    fast = load_potential("sevennet-0", device="cpu", compile="auto")
-    assert eager.info.execution == "eager"
-    assert fast.info.execution == "torch.compile" == fast.current_info().execution
+
+def _evaluate(pot, atoms) -> tuple:
+    return _evaluate_with(pot.new_calculator(), atoms)
+
+
+def _rattled_cells() -> list:
     rng = np.random.default_rng(7)
     cells = [bulk("GaN", "wurtzite", a=3.19, c=5.19), bulk("MgO", "rocksalt", a=4.21) * (2, 2, 2)]
     for atoms in cells:
         atoms.positions += rng.normal(0.0, 0.03, atoms.positions.shape)
-        results = []
-        for pot in (eager, fast):
-            probe = atoms.copy()
-            probe.calc = pot.new_calculator()
-            results.append((probe.get_potential_energy(), probe.get_forces(), probe.get_stress()))
-        (e0, f0, s0), (e1, f1, s1) = results
-        assert np.abs(f0).max() > 0.05  # rattled: forces that matter
-        np.testing.assert_allclose(f1, f0, atol=1e-5)
-        np.testing.assert_allclose(s1, s0, atol=1e-6)
-        assert abs(e1 - e0) < 1e-4 * len(atoms)
+    return cells
+
+
+def _assert_same(a: tuple, b: tuple, n_atoms: int) -> None:
+    (e0, f0, s0, a0), (e1, f1, s1, a1) = a, b
+    assert np.abs(f0).max() > 0.05  # rattled: forces that matter
+    np.testing.assert_allclose(f1, f0, atol=1e-5)
+    np.testing.assert_allclose(s1, s0, atol=1e-6)
+    np.testing.assert_allclose(a1, a0, atol=1e-5)
+    assert abs(e1 - e0) < 1e-4 * n_atoms
+
+
+@pytest.mark.slow
+def test_one_graph_field_is_sevennets_own_model() -> None:
+    """ForceStressField (SevenNet's modules, its force/stress head written branch-free) gives what
+    SevenNet's model gives, eager, and refuses a model of another shape."""
+    import copy
+
+    import torch
+
+    from workers.screening.potentials import load_potential
+    from workers.screening.sevennet_graph import ForceStressField, UnsupportedModel
+
+    pot = load_potential("sevennet-0", device="cpu", compile="off")
+    calc = pot.new_calculator()
+    field = ForceStressField(calc.model)
+    for atoms in _rattled_cells():
+        own = _evaluate_with(calc, atoms)
+        field_calc = pot.new_calculator()
+
+        def one_graph(data, field=field):
+            inputs = dict(data.items())
+            inputs["edge_vec"] = inputs["edge_vec"].detach().requires_grad_(True)
+            energy, atomic, forces, stress = field(inputs)
+            data["inferred_total_energy"], data["atomic_energy"] = energy, atomic
+            data["inferred_force"], data["inferred_stress"] = forces, stress
+            return data
+
+        field_calc.model = one_graph
+        _assert_same(own, _evaluate_with(field_calc, atoms), len(atoms))
+    batch_mode = copy.deepcopy(calc.model)
+    batch_mode.set_is_batch_data(True)
+    with pytest.raises(UnsupportedModel, match="batch"):
+        ForceStressField(batch_mode)
+    with pytest.raises(UnsupportedModel, match="not a SevenNet model"):
+        ForceStressField(torch.nn.Linear(3, 3))
+
+
+@pytest.mark.slow
+def test_compiled_sevennet_gives_eager_forces_and_stress(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compiled model (one graph, compiled ahead of time) equals eager to float32 rounding in
+    a small cell and a 2x2x2 supercell with other elements; it is saved, and a new load reads it
+    back instead of compiling; a 1-atom cell (outside the symbolic sizes) runs eager, correctly;
+    a damaged saved graph is compiled again and replaced. The provenance says what ran."""
+    from workers.screening.potentials import clear_potential_cache, load_potential
+
+    if compiled.cxx_compiler() is None:
+        pytest.fail("a C++ compiler is required for the compiled path (g++ is on this project's machines)")
+    monkeypatch.setenv(compiled.CACHE_ENV, str(tmp_path))
+    clear_potential_cache()
+    eager = load_potential("sevennet-0", device="cpu", compile="off")
+    fast = load_potential("sevennet-0", device="cpu", compile="auto")
+    assert eager.info.execution == "eager"
+    assert fast.info.execution == "torch.compile" == fast.current_info().execution
+    assert fast._compiled.how.startswith("compiled now, saved to " + str(tmp_path))
+    (saved,) = tmp_path.glob("sevennet-*.bin")
+    for atoms in _rattled_cells():
+        _assert_same(_evaluate(eager, atoms), _evaluate(fast, atoms), len(atoms))
+    assert fast._compiled.eager_calls == 0
+    copper = bulk("Cu", "fcc", a=3.55)  # 1 atom: sizes 0 and 1 are never symbolic
+    copper.cell[0, 1] += 0.05
+    np.testing.assert_allclose(_evaluate(fast, copper)[2], _evaluate(eager, copper)[2], atol=1e-6)
+    assert fast._compiled.eager_calls == 1 and fast.current_info().execution == "torch.compile"
+
+    clear_potential_cache()
+    again = load_potential("sevennet-0", device="cpu", compile="auto")
+    assert again._compiled.how == f"loaded from {saved}"
+    atoms = _rattled_cells()[1]
+    _assert_same(_evaluate(eager, atoms), _evaluate(again, atoms), len(atoms))
+
+    saved.write_bytes(b"not a compiled graph")
+    clear_potential_cache()
+    rebuilt = load_potential("sevennet-0", device="cpu", compile="auto")
+    assert rebuilt._compiled.how.startswith("compiled now (the saved graph did not load: ")
+    assert saved.stat().st_size > 1_000_000
+    clear_potential_cache()

@@ -1,13 +1,17 @@
 """The potential's model through `torch.compile` (inductor): the same model, fewer, fused kernels.
 
 Measured on this project's 2-core CPU (issue 4; `benchmarks/compile_forces.py`): SevenNet-0 spends
-much of an eager force call in autograd bookkeeping of e3nn's tensor products (a quarter in zero
-fills of slice gradients alone); compiled, force + stress calls are 1.65x faster on real
-generator cells and their 2x2x2 supercells (2-12-atom cells 1.47x, 16-96-atom supercells
-1.68x), forces equal to eager to ~2e-6 eV/Å (float32 rounding: the
-same kind of difference as one thread against two). Compiling costs 90-250 s on first use on a
-machine and ~25 s with torch's on-disk cache warm, paid once per process at load time (a
-warm-up call), which a long-lived worker amortises over thousands of structures.
+much of an eager force call in autograd bookkeeping of e3nn's tensor products and in Python
+between small kernels; compiled, force + stress calls on real generator cells and their 2x2x2
+supercells are markedly faster, forces equal to eager to ~3e-6 eV/Å (float32 rounding: the same
+kind of difference as one thread against two).
+
+SevenNet is compiled as one graph (`workers.screening.sevennet_graph`), ahead of time, and the
+compiled graph is saved under `cache_dir()` (keyed by the weights, this code, the library
+versions, Python and the CPU's vector extensions). The first compile on a machine takes ~2
+minutes; every later process loads it in seconds (torch's own inductor cache, by default under
+/tmp, keeps the built kernels; with it empty, loading rebuilds them, ~35 s). A model that cannot
+be taken as one graph is compiled per module as dynamo splits it, traced anew in every process.
 
 `auto` compiles where that was measured: SevenNet on the CPU with a C++ compiler on the machine.
 GPUs are not measured yet (`on` forces it anywhere, at your risk); CHGNet builds its graphs
@@ -18,12 +22,16 @@ a warning, and the fact is kept in the potential's provenance.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import threading
 import warnings
+from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["COMPILE_MODES", "CompileMode", "CompiledModel", "compile_decision"]
+__all__ = ["CACHE_ENV", "COMPILE_MODES", "CompileMode", "CompiledModel", "cache_dir", "compile_decision"]
+
+CACHE_ENV = "PHONONSCREEN_COMPILE_CACHE"
 
 CompileMode = Literal["auto", "on", "off"]
 COMPILE_MODES: tuple[str, ...] = ("auto", "on", "off")
@@ -69,33 +77,79 @@ def compile_decision(name: str, *, device: str, mode: str) -> tuple[bool, str]:
     return True, "auto: CPU with a C++ compiler"
 
 
-class CompiledModel:
-    """Callable like the model it wraps (SevenNet's AtomGraphSequential): `torch.compile(model)`.
+def cache_dir() -> Path:
+    """Where compiled graphs are kept between processes: $PHONONSCREEN_COMPILE_CACHE, else
+    $XDG_CACHE_HOME/phononscreen/compiled (~/.cache/phononscreen/compiled)."""
+    explicit = os.environ.get(CACHE_ENV)
+    if explicit:
+        return Path(explicit).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "phononscreen" / "compiled"
 
-    Dynamo splits the model where it must (a data-dependent branch, `requires_grad_` on the edge
-    vectors, `torch.autograd.grad` in the force head) and compiles the pieces; the force head's
-    gradient runs the compiled backward. Tried and measured slower: compiling only the body
-    between those points as one graph (1.4x instead of ~2x per call, and minutes to compile).
+
+class CompiledModel:
+    """Callable like the model it wraps (SevenNet's AtomGraphSequential), compiled.
+
+    With an `example` graph (a SevenNet `AtomGraphData`), the model is compiled as one graph
+    (`workers.screening.sevennet_graph.ForceStressField`) ahead of time, with symbolic atom and
+    edge counts, and saved under `cache_dir()`; a later process with the same weights, code and
+    library versions loads it instead of compiling (`how` says which). Inputs outside what the
+    graph was compiled for (e.g. a 1-atom cell: sizes 0 and 1 are never symbolic) run eager, one
+    call at a time (`eager_calls` counts them). If the one-graph path cannot be built, the model
+    is compiled per module as torch.compile splits it (~35 graphs; slower on small cells and
+    traced again in every process), and `execution` says so.
 
     Shared by every calculator of a loaded potential (threads included): the compiled callable is
     reentrant, and the switch to eager after a failure happens once, under a lock.
     """
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, *, example: Any = None) -> None:
         import torch
 
-        # Dynamo reports every graph break and fallback at WARNING; they are expected here (see
-        # above) and would bury the progress bars. Errors still show.
+        # Dynamo reports every graph break and fallback at WARNING; the per-module path expects
+        # them and they would bury the progress bars. Errors still show.
         torch._logging.set_logs(dynamo=logging.ERROR)
         self.eager = model
-        # dynamic=True: one set of graphs for every cell size (atoms and edges vary).
-        self._compiled = torch.compile(model, dynamic=True)
         self.failure: str | None = None
+        self.how = "compiled per module"
+        self.eager_calls = 0
         self._lock = threading.Lock()
+        self._note = ""
+        self._graph = None
+        if example is not None:
+            try:
+                self._graph, self.how = _full_graph(model, example)
+            except Exception as exc:  # noqa: BLE001 - the per-module path below still compiles
+                text = str(exc).splitlines()[0] if str(exc) else ""
+                self._note = f" (per-module graphs; one graph failed: {type(exc).__name__}: {text[:200]})"
+                logging.getLogger(__name__).warning("compiling the potential per module%s", self._note)
+        if self._graph is not None:
+            self._compiled = self._call_graph
+        else:
+            # dynamic=True: one set of graphs for every cell size (atoms and edges vary).
+            self._compiled = torch.compile(model, dynamic=True)
 
     @property
     def execution(self) -> str:
-        return "torch.compile" if self.failure is None else f"eager (torch.compile failed: {self.failure})"
+        if self.failure is not None:
+            return f"eager (torch.compile failed: {self.failure})"
+        return "torch.compile" + self._note
+
+    def _call_graph(self, data: Any) -> Any:
+        from workers.screening import sevennet_graph as g
+
+        inputs = dict(data.items())
+        inputs[g.EDGE_VEC] = inputs[g.EDGE_VEC].detach().requires_grad_(True)
+        try:
+            energy, atomic, forces, stress = self._graph(inputs)
+        except RuntimeError as exc:
+            if "GuardManager check failed" not in str(exc):
+                raise
+            with self._lock:
+                self.eager_calls += 1
+            return self.eager(data)
+        data[g.TOTAL_ENERGY], data[g.ATOMIC_ENERGY], data[g.FORCE], data[g.STRESS] = energy, atomic, forces, stress
+        return data
 
     def __call__(self, data: Any) -> Any:
         if self.failure is None:
@@ -124,3 +178,86 @@ class CompiledModel:
         if eager is None:
             raise AttributeError(name)
         return getattr(eager, name)
+
+
+# Inductor options for the one graph. realize_opcount_threshold (default 30): inductor inlines a
+# pointwise producer into each of its consumers unless it has more ops than this; in a graph that
+# holds the backward pass too, inlined edge-wise chains were recomputed for every consumer.
+# Measured on 16 generator cells and their 2x2x2 supercells, 1 thread (a probe, two runs): per call
+# 25.6 -> 21.7 / 22.6 ms on 2-12 atoms, 208.8 -> 175.6 / 197.5 ms on 16-96 atoms; compare with
+# `python benchmarks/compile_forces.py --realize-opcount 30`.
+_INDUCTOR = {"realize_opcount_threshold": 4}
+# How `_full_graph` compiles (options, guards, symbolic sizes): change it when they change, and
+# every saved graph is compiled again.
+_RECIPE = "one graph; fullgraph, dynamic atoms and edges, portable guards; v1"
+
+
+def _full_graph(model: Any, example: Any) -> tuple[Any, str]:
+    """(compiled one-graph callable, how it was obtained): loaded from the cache, or compiled and saved."""
+    import torch
+    from torch._dynamo.aot_compile import ModelInput
+
+    from workers.screening import sevennet_graph as g
+
+    field = g.ForceStressField(model)
+    # Only guards on the inputs' tensors, shapes and global state: the frozen model's modules are
+    # not re-checked on every call (and could not be saved with the graph).
+    compiled = torch.compile(
+        field, fullgraph=True, dynamic=True, options={"guard_filter_fn": torch.compiler.keep_portable_guards_unsafe}
+    )
+    inputs = dict(example.items())
+    inputs[g.EDGE_VEC] = inputs[g.EDGE_VEC].detach().requires_grad_(True)
+    path = cache_dir() / f"sevennet-{_cache_key(model, inputs)}.bin"
+    with torch._dynamo.config.patch(enable_aot_compile=True, trace_autograd_ops=True):
+        if path.is_file():
+            try:
+                compiled._load_aot_compiled_module(path.read_bytes())
+                return compiled, f"loaded from {path}"
+            except Exception as exc:  # noqa: BLE001 - stale or damaged: compile again and replace it
+                stale = f"{type(exc).__name__}"
+        else:
+            stale = ""
+        n_atoms, n_edges = inputs[g.ATOMIC_NUMBERS].shape[0], inputs[g.EDGE_VEC].shape[0]
+        for value in inputs.values():  # atom and edge counts symbolic, everything else fixed
+            if isinstance(value, torch.Tensor):
+                for dim, size in enumerate(value.shape):
+                    if size in (n_atoms, n_edges):
+                        torch._dynamo.mark_dynamic(value, dim)
+        with torch._inductor.config.patch(_INDUCTOR):
+            compiled._aot_compile([ModelInput(args=(inputs,), kwargs={}, contexts=[])])
+        blob = compiled._save_aot_compiled_module()
+    how = "compiled now" + (f" (the saved graph did not load: {stale})" if stale else "")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(blob)
+        os.replace(tmp, path)  # atomic: workers that start together never read half a file
+        how += f", saved to {path}"
+    except OSError as exc:
+        how += f", not saved ({exc})"
+    return compiled, how
+
+
+def _cache_key(model: Any, inputs: dict) -> str:
+    """What a saved graph depends on: weights, this code, library versions, Python, CPU features."""
+    import hashlib
+    import platform
+    import sys
+    from importlib.metadata import version
+
+    import torch
+
+    from workers.screening import sevennet_graph
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    digest.update(Path(sevennet_graph.__file__).read_bytes())
+    context = [
+        _RECIPE, repr(sorted(_INDUCTOR.items())), torch.__version__, version("sevenn"), sys.version, platform.machine(),
+        torch.backends.cpu.get_cpu_capability(), str(sorted(inputs)),
+        str({k: (str(v.dtype), str(v.device)) for k, v in sorted(inputs.items()) if isinstance(v, torch.Tensor)}),
+    ]  # fmt: skip
+    digest.update(repr(context).encode())
+    return digest.hexdigest()[:24]

@@ -246,7 +246,7 @@ def _load_sevennet(
     # the weights; weights that do not ask for gradients spare autograd work (~10 % per call).
     for parameter in model.parameters():
         parameter.requires_grad_(False)
-    compiled_model = CompiledModel(model) if compiled else None
+    compiled_model = CompiledModel(model, example=_example_graph(first)) if compiled else None
 
     def make_calculator() -> Calculator:
         with warnings.catch_warnings():
@@ -264,18 +264,34 @@ def _load_sevennet(
     return make_calculator, elements, f"sevenn {version('sevenn')}", path, compiled_model
 
 
-def _warm_up(calc: Calculator) -> None:
-    """Compile now: forces and stress of a rattled 8-atom Si cell.
-
-    One call compiles graphs with symbolic sizes that every later cell reuses. Not a 2-atom cell:
-    torch gives sizes that happen to be equal one symbol ("duck sizing"), and 2 atoms equals the
-    2 rows of the edge index, which made the next real cell recompile everything.
-    """
+def _rattled_silicon():
+    """8-atom diamond Si, rattled: the structure compiled graphs are traced with and warmed on."""
     import numpy as np
     from ase.build import bulk
 
     atoms = bulk("Si", "diamond", a=5.43, cubic=True)
     atoms.positions += np.random.default_rng(0).normal(0.0, 0.01, atoms.positions.shape)
+    return atoms
+
+
+def _example_graph(calc: Calculator):
+    """SevenNet's input graph for `_rattled_silicon()`, built the way its calculator builds it."""
+    from sevenn.atom_graph_data import AtomGraphData
+    from sevenn.train.dataload import unlabeled_atoms_to_graph
+
+    data = AtomGraphData.from_numpy_dict(unlabeled_atoms_to_graph(_rattled_silicon(), calc.cutoff, with_shift=False))
+    return data.to(calc.device)
+
+
+def _warm_up(calc: Calculator) -> None:
+    """The first call, at load: forces and stress of a rattled 8-atom Si cell.
+
+    The one-graph path was compiled (or loaded) before; this runs it once. The per-module path
+    compiles here, graphs with symbolic sizes that every later cell reuses. Not a 2-atom cell:
+    torch gives sizes that happen to be equal one symbol ("duck sizing"), and 2 atoms equals the
+    2 rows of the edge index, which made the next real cell recompile everything.
+    """
+    atoms = _rattled_silicon()
     atoms.calc = calc
     atoms.get_forces()
     atoms.get_stress()

@@ -12,6 +12,10 @@ versions, Python and the CPU's vector extensions). The first compile on a machin
 minutes; every later process loads it in seconds (torch's own inductor cache, by default under
 /tmp, keeps the built kernels; with it empty, loading rebuilds them, ~35 s). A model that cannot
 be taken as one graph is compiled per module as dynamo splits it, traced anew in every process.
+Saving and loading use torch's ahead-of-time compile of a module (`_aot_compile`,
+`_save_aot_compiled_module`, `_load_aot_compiled_module`, marked experimental in torch 2.13, the
+version pyproject pins): any failure there, at compile or at load, lands on the per-module path or
+a fresh compile, never on a wrong result; the tests compile, save, reload and compare with eager.
 
 `auto` compiles where that was measured: SevenNet on the CPU with a C++ compiler on the machine.
 GPUs are not measured yet (`on` forces it anywhere, at your risk); CHGNet builds its graphs

@@ -47,9 +47,6 @@ class Settings(BaseSettings):
         "torch.compile of the potential in workers: auto = SevenNet on a CPU with a C++ compiler "
         "(faster per force call: benchmarks/compile_forces.py; compiled once per machine, ~2 min, and loaded "
         "by every later worker process in seconds from PHONONSCREEN_COMPILE_CACHE), on, off."))
-    compile_cache: str = Field("", **_env("PHONONSCREEN_COMPILE_CACHE"), description=(
-        "Folder for compiled potentials, shared by worker processes; empty = "
-        "$XDG_CACHE_HOME/phononscreen/compiled (~/.cache/phononscreen/compiled)."))
     max_upload_bytes: int = Field(50_000_000, gt=0, **_env("PHONONSCREEN_MAX_UPLOAD_BYTES"),
                                   description="Largest request body the API reads (413 above it).")
     max_atoms: int = Field(200, gt=0, le=5000, **_env("PHONONSCREEN_MAX_ATOMS"),

@@ -140,20 +140,14 @@ class CompiledModel:
         return "torch.compile" + self._note
 
     def _call_graph(self, data: Any) -> Any:
-        from workers.screening import sevennet_graph as g
-
-        inputs = dict(data.items())
-        inputs[g.EDGE_VEC] = inputs[g.EDGE_VEC].detach().requires_grad_(True)
         try:
-            energy, atomic, forces, stress = self._graph(inputs)
+            return run_graph(self._graph, data)
         except RuntimeError as exc:
             if "GuardManager check failed" not in str(exc):
                 raise
             with self._lock:
                 self.eager_calls += 1
             return self.eager(data)
-        data[g.TOTAL_ENERGY], data[g.ATOMIC_ENERGY], data[g.FORCE], data[g.STRESS] = energy, atomic, forces, stress
-        return data
 
     def __call__(self, data: Any) -> Any:
         if self.failure is None:
@@ -196,6 +190,25 @@ _INDUCTOR = {"realize_opcount_threshold": 4}
 _RECIPE = "one graph; fullgraph, dynamic atoms and edges, portable guards; v1"
 
 
+def run_graph(graph: Any, data: Any) -> Any:
+    """Evaluate SevenNet graph `data` with a `ForceStressField` (compiled or not); the results are
+    written into `data` under the keys SevenNet's own model writes, and `data` is returned."""
+    from workers.screening import sevennet_graph as g
+
+    inputs = _graph_inputs(data)
+    data[g.TOTAL_ENERGY], data[g.ATOMIC_ENERGY], data[g.FORCE], data[g.STRESS] = graph(inputs)
+    return data
+
+
+def _graph_inputs(data: Any) -> dict:
+    """The field's input: the graph's tensors, with fresh edge vectors to differentiate."""
+    from workers.screening import sevennet_graph as g
+
+    inputs = dict(data.items())
+    inputs[g.EDGE_VEC] = inputs[g.EDGE_VEC].detach().requires_grad_(True)
+    return inputs
+
+
 def _full_graph(model: Any, example: Any) -> tuple[Any, str]:
     """(compiled one-graph callable, how it was obtained): loaded from the cache, or compiled and saved."""
     import torch
@@ -209,8 +222,7 @@ def _full_graph(model: Any, example: Any) -> tuple[Any, str]:
     compiled = torch.compile(
         field, fullgraph=True, dynamic=True, options={"guard_filter_fn": torch.compiler.keep_portable_guards_unsafe}
     )
-    inputs = dict(example.items())
-    inputs[g.EDGE_VEC] = inputs[g.EDGE_VEC].detach().requires_grad_(True)
+    inputs = _graph_inputs(example)
     path = cache_dir() / f"sevennet-{_cache_key(model, inputs)}.bin"
     with torch._dynamo.config.patch(enable_aot_compile=True, trace_autograd_ops=True):
         if path.is_file():

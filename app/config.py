@@ -9,7 +9,7 @@ import platformdirs
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from workers.screening.potentials import POTENTIAL_NAMES
+from workers.screening.potentials.registry import POTENTIAL_NAMES
 from workers.screening.protocols import PROTOCOLS
 
 

@@ -51,7 +51,7 @@ def register_batch(
     Raises SubmissionRejected (422) when not one structure is usable. Returns the API answer and
     the screening ids to enqueue after the commit.
     """
-    from workers.screening.ingest import read_bytes
+    from workers.screening.ingest.read import read_bytes
 
     parsed: list[tuple[int, StructureRecord]] = []
     for file_index, (filename, data) in enumerate(submission.files):

@@ -43,15 +43,15 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from throughput import DATA, sample_structures
 
-    from workers.screening.cells import to_ase
-    from workers.screening.potentials import load_potential
+    from workers.screening.physics.cells import to_ase
+    from workers.screening.potentials.registry import load_potential
 
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")
     if args.realize_opcount is not None:
         import tempfile
 
-        from workers.screening import compiled
+        from workers.screening.potentials import compiled
 
         compiled._INDUCTOR = {**compiled._INDUCTOR, "realize_opcount_threshold": args.realize_opcount}
         os.environ[compiled.CACHE_ENV] = tempfile.mkdtemp(prefix="compile-forces-")

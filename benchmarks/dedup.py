@@ -13,7 +13,7 @@ SOURCES = ("diffcsp_mp20/DiffCSP_mp_20.pt", "diffcsp_mp20/DiffCSP++_mp_20.pt",
 
 def main() -> None:
     from workers.screening.dedup import DuplicateIndex
-    from workers.screening.ingest import read_structures
+    from workers.screening.ingest.read import read_structures
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--queries", type=int, default=1000)

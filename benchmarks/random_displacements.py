@@ -41,13 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     from phonopy import Phonopy
     from throughput import DATA, sample_structures
 
-    from workers.screening import phonons
-    from workers.screening.cells import to_phonopy
+    from workers.screening.physics import phonons
+    from workers.screening.physics.cells import to_phonopy
     from workers.screening.pipeline import prepare_cell
-    from workers.screening.potentials import load_potential
+    from workers.screening.potentials.registry import load_potential
     from workers.screening.protocols import get_protocol
-    from workers.screening.relax import relax_structure
-    from workers.screening.supercell_run import choose_matrix
+    from workers.screening.physics.relax import relax_structure
+    from workers.screening.physics.supercells import choose_matrix
 
     warnings.simplefilter("ignore")
     pot = load_potential(args.potential, device="cpu")

@@ -21,11 +21,11 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def main() -> None:
-    from workers.screening.cells import standardize_primitive, to_ase
-    from workers.screening.ingest import read_structures
-    from workers.screening.potentials import load_potential
+    from workers.screening.physics.cells import standardize_primitive, to_ase
+    from workers.screening.ingest.read import read_structures
+    from workers.screening.potentials.registry import load_potential
     from workers.screening.protocols import DEFAULT
-    from workers.screening.relax import relax_structure
+    from workers.screening.physics.relax import relax_structure
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=6)

@@ -41,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     from throughput import DATA, sample_structures
     from torch_geometric.data import Batch
 
-    from workers.screening.cells import to_ase
-    from workers.screening.potentials import load_potential
+    from workers.screening.physics.cells import to_ase
+    from workers.screening.potentials.registry import load_potential
 
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")

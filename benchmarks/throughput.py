@@ -83,7 +83,7 @@ def sample_structures(*, n: int, seed: int, data: Path, max_atoms: int, elements
     Records that fail ingest (including cells above `max_atoms`) or hold elements the potential
     does not cover are skipped; duplicates are kept as the generators produced them.
     """
-    from workers.screening.ingest import read_structures
+    from workers.screening.ingest.read import read_structures
 
     pools = {}
     for gen, rel in GENERATORS.items():
@@ -118,7 +118,7 @@ def duplicate_groups(records: list, *, protocol: str) -> list[list[str]]:
 def run_worker(args: argparse.Namespace) -> int:
     import torch
 
-    from workers.screening.potentials import load_potential
+    from workers.screening.potentials.registry import load_potential
 
     records = pickle.loads(args.input.read_bytes())
     start = time.perf_counter()
@@ -196,7 +196,7 @@ def _pipeline_arm(records: list, *, potential, args: argparse.Namespace, cores: 
         return [_slim(r) for r in results], layout, _jsonable(potential.info)
 
     from workers.screening.parallel import Layout, screen_parallel
-    from workers.screening.potentials import resolve_device
+    from workers.screening.potentials.registry import resolve_device
 
     device = resolve_device("auto")
     if args.jobs > 1:
@@ -341,7 +341,7 @@ class _TreeRss(threading.Thread):
 
 
 def run_benchmark(args: argparse.Namespace) -> int:
-    from workers.screening.potentials import clear_potential_cache, load_potential
+    from workers.screening.potentials.registry import clear_potential_cache, load_potential
 
     # only the element list is needed here; each arm loads its own model in its own process
     elements = load_potential(args.potential, device="cpu", compile="off").elements

@@ -74,7 +74,7 @@ def test_bad_file_is_a_failed_row_and_exit_0(tmp_path: Path) -> None:
 
 
 def test_named_mattersim_without_weights_fails_with_how_to(tmp_path: Path, monkeypatch) -> None:
-    from workers.screening.potentials import clear_potential_cache
+    from workers.screening.potentials.registry import clear_potential_cache
 
     home = tmp_path / "home"
     home.mkdir()
@@ -153,7 +153,7 @@ def test_end_to_end_si_then_rerun_skips(tmp_path: Path) -> None:
 
 
 def test_auto_without_mattersim_falls_back_with_a_stored_warning(tmp_path: Path, monkeypatch) -> None:
-    from workers.screening.potentials import clear_potential_cache
+    from workers.screening.potentials.registry import clear_potential_cache
 
     monkeypatch.setenv("HOME", str(tmp_path))
     clear_potential_cache()

@@ -30,7 +30,7 @@ class WorkerConfig:
     database_url: str
     artifacts_dir: Path
     device: str = "auto"
-    compile: str = "auto"  # torch.compile of the potential: auto/on/off (workers.screening.compiled)
+    compile: str = "auto"  # torch.compile of the potential: auto/on/off (workers.screening.potentials.compiled)
     keep_force_constants: bool = False  # phonopy_params yaml (xz) of each screening in the store
 
 
@@ -124,7 +124,7 @@ def run_jobs(context: WorkerContext, *, jobs: Sequence[Job]) -> int:
     Returns how many verdicts this call stored (an already stored one is not stored again).
     """
     from workers.screening.pipeline import screen_structures
-    from workers.screening.potentials import load_potential
+    from workers.screening.potentials.registry import load_potential
     from workers.screening.protocols import get_protocol
 
     saved = 0
@@ -151,7 +151,7 @@ def run_jobs(context: WorkerContext, *, jobs: Sequence[Job]) -> int:
 
 def _check_elements(job: Job, elements: frozenset[str] | None) -> Job:
     """The job with an `unsupported_element` error when the potential does not cover it."""
-    from workers.screening.ingest import validate_structure
+    from workers.screening.ingest.read import validate_structure
 
     record = job.record
     if elements is None or record.structure is None:

@@ -14,7 +14,7 @@ from app.schemas import BatchCounts, BatchCreated, BatchJSONIn, BatchOut, Proble
 from app.submissions import Submission, SubmissionRejected, register_batch
 from models.batch import Batch
 from models.queries import count_batch
-from workers.screening.potentials import POTENTIAL_NAMES
+from workers.screening.potentials.registry import POTENTIAL_NAMES
 from workers.screening.protocols import PROTOCOLS
 
 router = APIRouter(prefix="/batches", tags=["batches"])

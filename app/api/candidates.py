@@ -85,7 +85,7 @@ def read_band_structure(candidate: CandidateDep, session: SessionDep, store: Sto
             responses={200: {"content": {"image/png": {}}}, 404: {"description": "No phonons yet"}})
 def read_band_structure_png(candidate: CandidateDep, session: SessionDep, store: StoreDep) -> Response:
     """Band structure + DOS plot, drawn on request from the stored data."""
-    from workers.screening.plots import plot_band_structure  # matplotlib only when asked
+    from workers.screening.report.plots import plot_band_structure  # matplotlib only when asked
     from workers.screening.types import BandData
 
     verdict = _verdict_with(session, candidate, "bands_path")

@@ -13,7 +13,7 @@ import click
 if TYPE_CHECKING:
     from workers.screening.types import StructureRecord
 
-from workers.screening.potentials import POTENTIAL_NAMES  # light: torch loads only with a model
+from workers.screening.potentials.registry import POTENTIAL_NAMES  # light: torch loads only with a model
 
 _EPILOG = """\b
 Examples:
@@ -159,16 +159,16 @@ def screen(
     written below.
     """
     # Heavy imports (torch, phonopy, pymatgen) only once we know the command runs: --help stays fast.
-    from workers.screening.compiled import compile_decision
-    from workers.screening.outputs import OutputFolder
-    from workers.screening.potentials import (
+    from workers.screening.potentials.compiled import compile_decision
+    from app.outputs import OutputFolder
+    from workers.screening.potentials.registry import (
         PotentialUnavailableError,
         load_potential,
         resolve_device,
         resolved_name,
     )
     from workers.screening.protocols import get_protocol
-    from workers.screening.summary import format_summary
+    from workers.screening.report.summary import format_summary
 
     settings = get_protocol(protocol)
     settings_hash = settings.settings_hash()
@@ -315,7 +315,7 @@ def _ingest(
     paths: tuple[Path, ...], *, out_root: Path, max_atoms: int, elements: frozenset[str] | None
 ) -> Iterator[StructureRecord]:
     """Records of every PATH (directories recursively, named by relative path), names unique."""
-    from workers.screening.ingest import read_structures
+    from workers.screening.ingest.read import read_structures
 
     seen: dict[str, str] = {}
     for path in paths:

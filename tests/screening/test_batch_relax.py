@@ -7,14 +7,14 @@ import pytest
 from ase.build import bulk
 
 from tests.screening.mattersim_ckpt import write_random_mattersim_checkpoint
-from workers.screening.batch_relax import relax_batch
+from workers.screening.physics.relax_together import relax_batch
 from workers.screening.protocols import DEFAULT, PHONONBENCH
-from workers.screening.relax import relax_structure
+from workers.screening.physics.relax import relax_structure
 
 
 @pytest.fixture(scope="module")
 def mattersim(tmp_path_factory):
-    from workers.screening.potentials import load_potential
+    from workers.screening.potentials.registry import load_potential
 
     path = write_random_mattersim_checkpoint(tmp_path_factory.mktemp("ckpt") / "random.pth", seed=5)
     return load_potential("mattersim-v1.0.0-5m", device="cpu", checkpoint=path)

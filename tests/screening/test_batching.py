@@ -7,13 +7,14 @@ import pytest
 from ase.build import bulk
 
 from tests.screening.mattersim_ckpt import write_random_mattersim_checkpoint
-from workers.screening import batching, phonons
+from workers.screening.physics import phonons
+from workers.screening.potentials import multi_cell as batching
 from workers.screening.protocols import DEFAULT, PHONONBENCH
 
 
 @pytest.fixture(scope="module")
 def mattersim(tmp_path_factory):
-    from workers.screening.potentials import load_potential
+    from workers.screening.potentials.registry import load_potential
 
     path = write_random_mattersim_checkpoint(tmp_path_factory.mktemp("ckpt") / "random.pth", seed=3)
     return load_potential("mattersim-v1.0.0-5m", device="cpu", checkpoint=path)
@@ -27,7 +28,7 @@ def test_auto_batches_only_on_cuda(mattersim):
 
 
 def test_sevennet_has_no_batch_path():
-    from workers.screening.potentials import load_potential
+    from workers.screening.potentials.registry import load_potential
 
     calc = load_potential("sevennet-0", device="cpu").calculator
     assert not batching.use_batching(calc, mode="auto", device="cuda")
@@ -58,7 +59,7 @@ def test_batched_equals_serial_on_displaced_supercells(mattersim, max_atoms):
 
 @pytest.mark.slow
 def test_pipeline_verdict_same_batched_or_serial(mattersim):
-    from workers.screening.cells import to_pymatgen
+    from workers.screening.physics.cells import to_pymatgen
     from workers.screening.pipeline import screen_structures
     from workers.screening.types import StructureRecord
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from ase.build import bulk
 
-from workers.screening import compiled
-from workers.screening.compiled import CompiledModel, CompileFallbackWarning, compile_decision
+from workers.screening.potentials import compiled
+from workers.screening.potentials.compiled import CompiledModel, CompileFallbackWarning, compile_decision
 
 
 def test_decision_auto_compiles_sevennet_on_cpu_only(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -119,8 +119,8 @@ def test_one_graph_field_is_sevennets_own_model() -> None:
 
     import torch
 
-    from workers.screening.potentials import load_potential
-    from workers.screening.sevennet_graph import ForceStressField, UnsupportedModel
+    from workers.screening.potentials.registry import load_potential
+    from workers.screening.potentials.sevennet_graph import ForceStressField, UnsupportedModel
 
     pot = load_potential("sevennet-0", device="cpu", compile="off")
     calc = pot.new_calculator()
@@ -144,7 +144,7 @@ def test_compiled_sevennet_gives_eager_forces_and_stress(tmp_path, monkeypatch: 
     a small cell and a 2x2x2 supercell with other elements; it is saved, and a new load reads it
     back instead of compiling; a 1-atom cell (outside the symbolic sizes) runs eager, correctly;
     a damaged saved graph is compiled again and replaced. The provenance says what ran."""
-    from workers.screening.potentials import clear_potential_cache, load_potential
+    from workers.screening.potentials.registry import clear_potential_cache, load_potential
 
     if compiled.cxx_compiler() is None:
         pytest.fail("a C++ compiler is required for the compiled path (g++ is on this project's machines)")

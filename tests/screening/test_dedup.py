@@ -20,7 +20,7 @@ def _lattice_structure(spacegroup: str, a: float, species, coords, *, c: float |
 
 @pytest.fixture(scope="module")
 def diffcsp(shared_data):
-    from workers.screening.ingest import read_structures
+    from workers.screening.ingest.read import read_structures
 
     records = read_structures(shared_data / "diffcsp_mp20" / "DiffCSP_mp_20.pt")
     return [r.structure for r in records if r.ok]
@@ -89,7 +89,7 @@ def test_density_is_part_of_identity():
 
 
 def test_mattergen_p1_and_symmetrized_pairs_match(shared_data):
-    from workers.screening.ingest import read_structures
+    from workers.screening.ingest.read import read_structures
 
     records = {r.name: r for r in read_structures(shared_data / "mattergen_paper" / "cifs.zip")}
     pairs = [(name, name.replace(".cif", "_symmetrized.cif")) for name in records

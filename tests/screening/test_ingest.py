@@ -18,7 +18,7 @@ from pymatgen.core import Lattice, Structure
 from pymatgen.io.cif import CifWriter
 from pymatgen.io.vasp import Poscar
 
-from workers.screening.ingest import read_bytes, read_structures, validate_structure
+from workers.screening.ingest.read import read_bytes, read_structures, validate_structure
 
 
 def codes(records) -> Counter:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workers.screening.ingest import read_structures
+from workers.screening.ingest.read import read_structures
 from workers.screening.parallel import Layout, expected_cost, screen_parallel
 from workers.screening.protocols import DEFAULT
 

@@ -6,7 +6,7 @@ import numpy as np
 import phonopy
 import pytest
 
-from workers.screening import phonons, verdict
+from workers.screening.physics import phonons, verdict
 from workers.screening.protocols import DEFAULT, PHONONBENCH
 
 CASES = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from ase.build import bulk
 
-from workers.screening.cells import to_pymatgen
+from workers.screening.physics.cells import to_pymatgen
 from workers.screening.pipeline import find_duplicates, screen_structures
 from workers.screening.protocols import DEFAULT, PHONONBENCH
 from workers.screening.types import IngestError, StructureRecord
@@ -58,7 +58,7 @@ def test_off_means_off():
 
 @pytest.mark.slow
 def test_duplicate_costs_nothing_and_links_to_original():
-    from workers.screening.potentials import load_potential
+    from workers.screening.potentials.registry import load_potential
 
     records = _variants()[:2]
     first, second = screen_structures(records, protocol=DEFAULT, potential=load_potential("sevennet-0", device="cpu"))

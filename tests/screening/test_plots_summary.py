@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from workers.screening.outputs import OutputFolder, row_key, safe_name
-from workers.screening.plots import draw_band_structure, get_special_points, plot_band_structure
+from app.outputs import OutputFolder, row_key, safe_name
+from workers.screening.report.plots import draw_band_structure, get_special_points, plot_band_structure
 from workers.screening.protocols import DEFAULT, PHONONBENCH
-from workers.screening.summary import format_summary, summarize_results
+from workers.screening.report.summary import format_summary, summarize_results
 from workers.screening.types import (
     BandData,
     PotentialInfo,

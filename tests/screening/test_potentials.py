@@ -13,7 +13,7 @@ from ase import Atoms
 from ase.build import bulk
 
 from tests.screening.mattersim_ckpt import write_random_mattersim_checkpoint
-from workers.screening.potentials import (
+from workers.screening.potentials.registry import (
     POTENTIAL_NAMES,
     LoadedPotential,
     PotentialFallbackWarning,

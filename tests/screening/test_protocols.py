@@ -46,7 +46,7 @@ def test_phonopy_default_primitive_matrix_is_not_relied_on(shared_data):
     """phonopy >= 4 defaults to primitive_matrix='auto'; our Phonopy objects must not reduce."""
     from ase.build import bulk
 
-    from workers.screening.phonons import build_phonopy
+    from workers.screening.physics.phonons import build_phonopy
 
     conventional = bulk("NaCl", "rocksalt", a=5.64, cubic=True)
     ph = build_phonopy(conventional, supercell_matrix=[2, 2, 2], settings=PHONONBENCH)

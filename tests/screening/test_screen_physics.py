@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from ase.build import bulk
 
-from workers.screening import cells, phonons, verdict
-from workers.screening.ingest import read_structures
+from workers.screening.physics import cells, phonons, verdict
+from workers.screening.ingest.read import read_structures
 from workers.screening.pipeline import screen_structures
 from workers.screening.protocols import DEFAULT, PHONONBENCH
-from workers.screening.relax import relax_structure
+from workers.screening.physics.relax import relax_structure
 from workers.screening.types import StructureRecord
 
 pytestmark = pytest.mark.slow
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def sevennet():
-    from workers.screening.potentials import load_potential
+    from workers.screening.potentials.registry import load_potential
 
     return load_potential("sevennet-0", device="cpu")
 

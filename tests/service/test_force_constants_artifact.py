@@ -9,7 +9,7 @@ import pytest
 from ase.build import bulk
 
 from models.artifacts import ArtifactStore
-from workers.screening.cells import to_pymatgen
+from workers.screening.physics.cells import to_pymatgen
 from workers.screening.pipeline import screen_structures
 from workers.screening.protocols import DEFAULT
 from workers.screening.types import StructureRecord
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_force_constants_written_before_the_row(tmp_path):
-    from workers.screening.potentials import load_potential
+    from workers.screening.potentials.registry import load_potential
 
     record = StructureRecord(name="Si", source="t", index=0, structure=to_pymatgen(bulk("Si", "diamond", a=5.43)))
     (result,) = screen_structures(

@@ -56,7 +56,7 @@ def screen_parallel(
     if layout.processes <= 1 or len(items) <= 1:
         _set_threads(layout.threads_per_process)
         from workers.screening.pipeline import screen_structures
-        from workers.screening.potentials import load_potential
+        from workers.screening.potentials.registry import load_potential
 
         potential = load_potential(potential_name, device=device, checkpoint=checkpoint, compile=compile)
         return screen_structures(
@@ -139,7 +139,7 @@ def _set_threads(threads: int) -> None:
 def _init_worker(potential_name: str, device: str, checkpoint: str | None, threads: int, compile: str) -> None:
     global _POTENTIAL
     _set_threads(threads)
-    from workers.screening.potentials import load_potential
+    from workers.screening.potentials.registry import load_potential
 
     _POTENTIAL = load_potential(potential_name, device=device, checkpoint=checkpoint, compile=compile)
 

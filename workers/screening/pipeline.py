@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from workers.screening import batching, cells, elastic, gamma, phonons, verdict
+from workers.screening.physics import cells, elastic, gamma, phonons, verdict
+from workers.screening.potentials import multi_cell as batching
 from workers.screening.protocols import ProtocolSettings
-from workers.screening.relax import relax_structure
-from workers.screening.results import failed_result, provenance
-from workers.screening.supercell_run import (
+from workers.screening.physics.relax import relax_structure
+from workers.screening.provenance import failed_result, provenance
+from workers.screening.physics.supercells import (
     choose_matrix,
     get_bands_and_thermal,
     needs_confirmation,
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from phonopy import Phonopy
     from pymatgen.core import Structure
 
-    from workers.screening.potentials import LoadedPotential
+    from workers.screening.potentials.registry import LoadedPotential
 
 
 def screen_structures(
@@ -119,7 +120,7 @@ def _relax_in_batches(items, duplicates, *, protocol: ProtocolSettings, potentia
                 continue
     if len(todo) < 2:
         return {}
-    from workers.screening.batch_relax import relax_batch
+    from workers.screening.physics.relax_together import relax_batch
 
     start = time.perf_counter()
     outcomes = relax_batch(

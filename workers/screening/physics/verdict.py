@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from workers.screening.phonons import QSet, acoustic_mask, is_commensurate, q_norms
+from workers.screening.physics.phonons import QSet, acoustic_mask, is_commensurate, q_norms
 from workers.screening.types import Mode
 
 if TYPE_CHECKING:

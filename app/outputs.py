@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from workers.screening.summary import format_summary, summarize_results
+from workers.screening.report.summary import format_summary, summarize_results
 from workers.screening.types import ScreeningResult
 
 ResultKey = tuple[str, str, str]  # (structure name, protocol settings hash, potential name)
@@ -198,7 +198,7 @@ class OutputFolder:
             _write_atomic(paths["bands"], blob.encode("utf-8"))
             files["bands"] = str(paths["bands"].relative_to(self.root))
             title = f"{result.name}  {result.formula}  {result.verdict}"
-            from workers.screening.plots import plot_band_structure  # matplotlib only when plotting
+            from workers.screening.report.plots import plot_band_structure  # matplotlib only when plotting
 
             _write_atomic(paths["plot"], plot_band_structure(result.bands, title=title))
             files["plot"] = str(paths["plot"].relative_to(self.root))

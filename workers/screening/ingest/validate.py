@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from workers.screening.ingest_formats import MIN_VOLUME_A3, too_many_atoms
+from workers.screening.ingest.formats import MIN_VOLUME_A3, too_many_atoms
 from workers.screening.types import IngestError
 
 if TYPE_CHECKING:

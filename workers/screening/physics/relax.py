@@ -15,7 +15,7 @@ import numpy as np
 from ase.calculators.calculator import Calculator as _AseCalculator
 from ase.calculators.calculator import all_changes
 
-from workers.screening.cells import format_spacegroup, get_spacegroup
+from workers.screening.physics.cells import format_spacegroup, get_spacegroup
 from workers.screening.types import RelaxSummary
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from workers.screening import phonons
+from workers.screening.physics import phonons
 
 if TYPE_CHECKING:
     from ase import Atoms

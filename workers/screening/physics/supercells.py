@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from workers.screening import cells, phonons, verdict
+from workers.screening.physics import cells, phonons, verdict
 from workers.screening.protocols import ProtocolSettings
 from workers.screening.timing import timed
 from workers.screening.types import BandData, PhononRun, ThermalProperties

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from workers.screening.cells import to_phonopy
+from workers.screening.physics.cells import to_phonopy
 
 if TYPE_CHECKING:
     from ase import Atoms
@@ -50,11 +50,11 @@ def compute_displaced_forces(
     `batched` evaluates several supercells per forward pass through the potential's own batch
     API (see batching.py: a GPU lever, slower on a CPU); otherwise one ASE call per supercell.
     """
-    from workers.screening.cells import phonopy_to_ase
+    from workers.screening.physics.cells import phonopy_to_ase
 
     cells = [phonopy_to_ase(sc) for sc in phonon.supercells_with_displacements]
     if batched:
-        from workers.screening.batching import batched_forces
+        from workers.screening.potentials.multi_cell import batched_forces
 
         raw = batched_forces(calculator, cells, max_atoms=max_batch_atoms)
     else:

@@ -14,7 +14,7 @@ the volume clamped at 1e-3 Å^3 where SevenNet replaces anything smaller by it. 
 evaluation is then one graph (dynamo traces the `autograd.grad` call into it), which
 
 - runs small cells faster (2-12 atoms: 26.6 ms against 34.2 ms for the per-module graphs);
-- can be compiled ahead of time and saved: `workers.screening.compiled` keeps it on disk, so a
+- can be compiled ahead of time and saved: `workers.screening.potentials.compiled` keeps it on disk, so a
   new worker process loads it in ~2 s instead of tracing for ~20 s.
 
 Tests compare it with SevenNet's own model, eager, to float32 rounding.

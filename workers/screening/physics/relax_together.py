@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from workers.screening.relax import Evaluation, Relaxation, RelaxOutcome
+from workers.screening.physics.relax import Evaluation, Relaxation, RelaxOutcome
 
 if TYPE_CHECKING:
     from ase import Atoms

@@ -12,8 +12,8 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from workers.screening.compiled import CompiledModel, compile_decision
-from workers.screening.potentials_mattersim import (
+from workers.screening.potentials.compiled import CompiledModel, compile_decision
+from workers.screening.potentials.mattersim import (
     MATTERSIM_FILES,
     PotentialUnavailableError,
     find_mattersim_checkpoint,
@@ -103,7 +103,7 @@ def load_potential(
     PotentialFallbackWarning (emitted once, when loaded) that is also kept in `info.warning`.
 
     `compile` (auto/on/off) runs the model through torch.compile where that was measured to pay
-    (see `workers.screening.compiled`); the compilation happens here, in a warm-up call, so the
+    (see `workers.screening.potentials.compiled`); the compilation happens here, in a warm-up call, so the
     first structure is not charged for it. `info.execution` says what ran.
     """
     if name not in POTENTIAL_NAMES:

@@ -11,7 +11,7 @@ from workers.screening.types import Provenance, ScreeningResult
 if TYPE_CHECKING:
     from pymatgen.core import Structure
 
-    from workers.screening.potentials import LoadedPotential
+    from workers.screening.potentials.registry import LoadedPotential
 
 
 def provenance(protocol: ProtocolSettings, potential: LoadedPotential) -> Provenance:

@@ -6,7 +6,7 @@ between small kernels; compiled, force + stress calls on real generator cells an
 supercells are markedly faster, forces equal to eager to ~3e-6 eV/Å (float32 rounding: the same
 kind of difference as one thread against two).
 
-SevenNet is compiled as one graph (`workers.screening.sevennet_graph`), ahead of time, and the
+SevenNet is compiled as one graph (`workers.screening.potentials.sevennet_graph`), ahead of time, and the
 compiled graph is saved under `cache_dir()` (keyed by the weights, this code, the library
 versions, Python and the CPU's vector extensions). The first compile on a machine takes ~2
 minutes; every later process loads it in seconds (torch's own inductor cache, by default under
@@ -193,7 +193,7 @@ _RECIPE = "one graph; fullgraph, dynamic atoms and edges, portable guards; v1"
 def run_graph(graph: Any, data: Any) -> Any:
     """Evaluate SevenNet graph `data` with a `ForceStressField` (compiled or not); the results are
     written into `data` under the keys SevenNet's own model writes, and `data` is returned."""
-    from workers.screening import sevennet_graph as g
+    from workers.screening.potentials import sevennet_graph as g
 
     inputs = _graph_inputs(data)
     data[g.TOTAL_ENERGY], data[g.ATOMIC_ENERGY], data[g.FORCE], data[g.STRESS] = graph(inputs)
@@ -202,7 +202,7 @@ def run_graph(graph: Any, data: Any) -> Any:
 
 def _graph_inputs(data: Any) -> dict:
     """The field's input: the graph's tensors, with fresh edge vectors to differentiate."""
-    from workers.screening import sevennet_graph as g
+    from workers.screening.potentials import sevennet_graph as g
 
     inputs = dict(data.items())
     inputs[g.EDGE_VEC] = inputs[g.EDGE_VEC].detach().requires_grad_(True)
@@ -214,7 +214,7 @@ def _full_graph(model: Any, example: Any) -> tuple[Any, str]:
     import torch
     from torch._dynamo.aot_compile import ModelInput
 
-    from workers.screening import sevennet_graph as g
+    from workers.screening.potentials import sevennet_graph as g
 
     field = g.ForceStressField(model)
     # Only guards on the inputs' tensors, shapes and global state: the frozen model's modules are
@@ -263,7 +263,7 @@ def _cache_key(model: Any, inputs: dict) -> str:
 
     import torch
 
-    from workers.screening import sevennet_graph
+    from workers.screening.potentials import sevennet_graph
 
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):

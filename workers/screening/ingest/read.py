@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path, PurePosixPath
 
-from workers.screening import ingest_formats as fmt
-from workers.screening.ingest_validate import DEFAULT_MAX_ATOMS, validate_structure
+from workers.screening.ingest import formats as fmt
+from workers.screening.ingest.validate import DEFAULT_MAX_ATOMS, validate_structure
 from workers.screening.types import IngestError, StructureRecord
 
 __all__ = ["read_bytes", "read_structures", "sniff_format", "validate_structure"]

@@ -18,18 +18,15 @@ COPY models ./models
 COPY migrations ./migrations
 COPY examples ./examples
 # What the API process imports: the web stack, the database, the Celery client and the ingest
-# half of the science core (pymatgen, ase, spglib, phonopy for the plots) — never torch.
-RUN pip install \
-      "fastapi>=0.110" "uvicorn>=0.29" "python-multipart>=0.0.9" "sqlalchemy>=2.0.30" "alembic>=1.13" \
-      "psycopg[binary]>=3.1" "celery>=5.4" "redis>=5.0" "pydantic>=2.6" "pydantic-settings>=2.2" \
-      "httpx>=0.27" "platformdirs>=4.0" "click>=8.1" "tqdm>=4.66" "numpy>=1.26" "scipy>=1.11" \
-      "pymatgen>=2024.6" "ase>=3.23" "phonopy>=2.26" "spglib>=2.5" "seekpath>=2.1" "matplotlib>=3.8" \
-      "flower>=2.0"
+# half of the science core (pymatgen, ase, spglib, phonopy for the plots) — never torch. The list
+# lives in pyproject.toml (the common dependencies plus the `api` extra); flower watches the queue.
+RUN pip install ".[api,flower]"
 
 # ---- api: no torch, no potentials ----------------------------------------------------------------
 FROM base AS api
-# --no-deps: pyproject pins torch and the potentials for the full install; the API needs neither
-RUN pip install --no-deps . && python -c "import app.main, sys; assert 'torch' not in sys.modules"
+# torch and the potentials live in the `worker` extra, which this image does not install
+RUN python -c "import importlib.util, sys, app.main; assert 'torch' not in sys.modules; \
+assert importlib.util.find_spec('torch') is None, 'torch is installed in the api image'"
 USER phononscreen
 EXPOSE 8000
 HEALTHCHECK CMD python -c "import httpx; httpx.get('http://127.0.0.1:8000/health').raise_for_status()"
@@ -42,9 +39,9 @@ ARG TORCH_INDEX=https://download.pytorch.org/whl/cu128
 RUN apt-get update && apt-get install -y --no-install-recommends g++ && rm -rf /var/lib/apt/lists/*
 # torch first from the CUDA index, so nothing later resolves a different build
 RUN pip install "torch==2.13.0" --index-url ${TORCH_INDEX}
-RUN pip install . \
+RUN pip install ".[api,worker]" \
     # MatterSim's declared requirements drag in torchvision/torchaudio/wandb/cloud SDKs it never
-    # imports for energies and forces; its real runtime imports are in pyproject.toml
+    # imports for energies and forces; its real runtime imports are in pyproject.toml (the `worker` extra)
     && pip install --no-deps "mattersim==1.2.3" \
     && python -c "import sevenn, chgnet, mattersim.forcefield.potential"
 # Compiled potentials (CPU workers) and the kernels torch builds for them, in one folder that a

@@ -8,7 +8,7 @@ import os
 # slower); this must happen before numpy is first imported anywhere in the process.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import click  # noqa: E402
+import click
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

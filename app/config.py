@@ -17,6 +17,11 @@ def _default_home() -> Path:
     return Path(platformdirs.user_data_dir("phononscreen"))
 
 
+def _default_compile_cache() -> Path:
+    # platformdirs honours $XDG_CACHE_HOME: ~/.cache/phononscreen/compiled by default
+    return Path(platformdirs.user_cache_dir("phononscreen")) / "compiled"
+
+
 def _env(name: str) -> dict:
     # the environment name is the alias; populate_by_name lets code and tests pass the field name
     return {"validation_alias": name}
@@ -28,41 +33,98 @@ class Settings(BaseSettings):
     # case_sensitive: otherwise the field `home` would also read $HOME
     model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True, case_sensitive=True)
 
-    database_url: str = Field("", **_env("DATABASE_URL"), description=(
-        "SQLAlchemy URL, e.g. postgresql+psycopg://user:pw@host/db. Empty: SQLite under PHONONSCREEN_HOME."))
-    broker_url: str = Field("", **_env("CELERY_BROKER_URL"), description=(
-        "Celery broker, e.g. redis://host:6379/0. Empty: kombu's SQLAlchemy transport on SQLite under "
-        "PHONONSCREEN_HOME (no server needed)."))
-    home: Path = Field(default_factory=_default_home, **_env("PHONONSCREEN_HOME"),
-                       description="Folder for the embedded database, broker and artifacts.")
-    artifacts_dir: Path | None = Field(None, **_env("PHONONSCREEN_ARTIFACTS_DIR"),
-                                       description="Artifact store (band structures, CIFs, uploads). Default: HOME/artifacts.")
-    potential: str = Field("auto", **_env("PHONONSCREEN_POTENTIAL"),
-                           description=f"Default potential for new batches: one of {', '.join(POTENTIAL_NAMES)}.")
-    protocol: str = Field("default", **_env("PHONONSCREEN_PROTOCOL"),
-                          description=f"Default protocol for new batches: one of {', '.join(PROTOCOLS)}.")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", **_env("PHONONSCREEN_DEVICE"),
-                                                   description="Where workers evaluate the potential.")
-    compile: Literal["auto", "on", "off"] = Field("auto", **_env("PHONONSCREEN_COMPILE"), description=(
-        "torch.compile of the potential in workers: auto = SevenNet on a CPU with a C++ compiler "
-        "(faster per force call: benchmarks/compile_forces.py; compiled once per machine, ~2 min, and loaded "
-        "by every later worker process in seconds from PHONONSCREEN_COMPILE_CACHE), on, off."))
-    max_upload_bytes: int = Field(50_000_000, gt=0, **_env("PHONONSCREEN_MAX_UPLOAD_BYTES"),
-                                  description="Largest request body the API reads (413 above it).")
-    max_atoms: int = Field(200, gt=0, le=5000, **_env("PHONONSCREEN_MAX_ATOMS"),
-                           description="Largest cell accepted, in atoms.")
-    screen_chunk: int = Field(4, gt=0, le=1000, **_env("PHONONSCREEN_SCREEN_CHUNK"),
-                              description="Screenings per worker task (one core call per task).")
-    task_soft_time_limit_s: int = Field(6 * 3600, gt=0, **_env("PHONONSCREEN_TASK_SOFT_TIME_LIMIT_S"),
-                                        description="Soft limit of one screening task; its screenings are marked failed.")
-    task_time_limit_s: int = Field(6 * 3600 + 600, gt=0, **_env("PHONONSCREEN_TASK_TIME_LIMIT_S"),
-                                   description="Hard limit of one screening task (the worker child is killed).")
-    keep_force_constants: bool = Field(False, **_env("PHONONSCREEN_KEEP_FORCE_CONSTANTS"),
-                                       description="Workers store each screening's force constants "
-                                       "(phonopy_params.yaml.xz) in the artifact store.")
-    worker_concurrency: int | None = Field(None, gt=0, **_env("PHONONSCREEN_WORKER_CONCURRENCY"),
-                                           description="Worker processes per `phononscreen worker`; default: the "
-                                           "measured layout, one 1-thread process per core on a CPU, one per GPU.")
+    database_url: str = Field(
+        "",
+        **_env("DATABASE_URL"),
+        description=(
+            "SQLAlchemy URL, e.g. postgresql+psycopg://user:pw@host/db. Empty: SQLite under PHONONSCREEN_HOME."
+        ),
+    )
+    broker_url: str = Field(
+        "",
+        **_env("CELERY_BROKER_URL"),
+        description=(
+            "Celery broker, e.g. redis://host:6379/0. Empty: kombu's SQLAlchemy transport on SQLite under "
+            "PHONONSCREEN_HOME (no server needed)."
+        ),
+    )
+    home: Path = Field(
+        default_factory=_default_home,
+        **_env("PHONONSCREEN_HOME"),
+        description="Folder for the embedded database, broker and artifacts.",
+    )
+    artifacts_dir: Path | None = Field(
+        None,
+        **_env("PHONONSCREEN_ARTIFACTS_DIR"),
+        description="Artifact store (band structures, CIFs, uploads). Default: HOME/artifacts.",
+    )
+    potential: str = Field(
+        "auto",
+        **_env("PHONONSCREEN_POTENTIAL"),
+        description=f"Default potential for new batches: one of {', '.join(POTENTIAL_NAMES)}.",
+    )
+    protocol: str = Field(
+        "default",
+        **_env("PHONONSCREEN_PROTOCOL"),
+        description=f"Default protocol for new batches: one of {', '.join(PROTOCOLS)}.",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", **_env("PHONONSCREEN_DEVICE"), description="Where workers evaluate the potential."
+    )
+    compile: Literal["auto", "on", "off"] = Field(
+        "auto",
+        **_env("PHONONSCREEN_COMPILE"),
+        description=(
+            "torch.compile of the potential in workers: auto = SevenNet on a CPU with a C++ compiler "
+            "(faster per force call: benchmarks/compile_forces.py; compiled once per machine, ~2 min, and loaded "
+            "by every later worker process in seconds from PHONONSCREEN_COMPILE_CACHE), on, off."
+        ),
+    )
+    compile_cache: Path = Field(
+        default_factory=_default_compile_cache,
+        **_env("PHONONSCREEN_COMPILE_CACHE"),
+        description="Where compiled potentials are kept for later processes (CLI and workers).",
+    )
+    max_upload_bytes: int = Field(
+        50_000_000,
+        gt=0,
+        **_env("PHONONSCREEN_MAX_UPLOAD_BYTES"),
+        description="Largest request body the API reads (413 above it).",
+    )
+    max_atoms: int = Field(
+        200, gt=0, le=5000, **_env("PHONONSCREEN_MAX_ATOMS"), description="Largest cell accepted, in atoms."
+    )
+    screen_chunk: int = Field(
+        4,
+        gt=0,
+        le=1000,
+        **_env("PHONONSCREEN_SCREEN_CHUNK"),
+        description="Screenings per worker task (one core call per task).",
+    )
+    task_soft_time_limit_s: int = Field(
+        6 * 3600,
+        gt=0,
+        **_env("PHONONSCREEN_TASK_SOFT_TIME_LIMIT_S"),
+        description="Soft limit of one screening task; its screenings are marked failed.",
+    )
+    task_time_limit_s: int = Field(
+        6 * 3600 + 600,
+        gt=0,
+        **_env("PHONONSCREEN_TASK_TIME_LIMIT_S"),
+        description="Hard limit of one screening task (the worker child is killed).",
+    )
+    keep_force_constants: bool = Field(
+        False,
+        **_env("PHONONSCREEN_KEEP_FORCE_CONSTANTS"),
+        description="Workers store each screening's force constants (phonopy_params.yaml.xz) in the artifact store.",
+    )
+    worker_concurrency: int | None = Field(
+        None,
+        gt=0,
+        **_env("PHONONSCREEN_WORKER_CONCURRENCY"),
+        description="Worker processes per `phononscreen worker`; default: the "
+        "measured layout, one 1-thread process per core on a CPU, one per GPU.",
+    )
     api_host: str = Field("127.0.0.1", **_env("PHONONSCREEN_API_HOST"), description="API bind address.")
     api_port: int = Field(8000, gt=0, lt=65536, **_env("PHONONSCREEN_API_PORT"), description="API port.")
 

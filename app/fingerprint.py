@@ -24,9 +24,11 @@ def describe_structure(
     try:
         analyzer = SpacegroupAnalyzer(structure, symprec=SYMPREC)
         number, symbol, system = (
-            analyzer.get_space_group_number(), analyzer.get_space_group_symbol(), analyzer.get_crystal_system()
+            analyzer.get_space_group_number(),
+            analyzer.get_space_group_symbol(),
+            analyzer.get_crystal_system(),
         )
-    except Exception:  # spglib gives up on some broken generator outputs; symmetry stays unknown
+    except Exception:  # noqa: BLE001 - spglib gives up on some broken generator outputs; symmetry stays unknown
         number = symbol = system = None
     composition = structure.composition
     return CandidateValues(

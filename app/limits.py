@@ -57,9 +57,18 @@ class BodySizeLimit:
 
     async def _send_413(self, send: Any) -> None:
         body = json.dumps(
-            {"detail": {"code": "too_large", "message": f"request body exceeds {self.max_bytes} bytes "
-                        "(PHONONSCREEN_MAX_UPLOAD_BYTES)"}}
+            {
+                "detail": {
+                    "code": "too_large",
+                    "message": f"request body exceeds {self.max_bytes} bytes (PHONONSCREEN_MAX_UPLOAD_BYTES)",
+                }
+            }
         ).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

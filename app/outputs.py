@@ -1,17 +1,21 @@
-"""The CLI's output folder: crash-safe results.jsonl, results.csv, CIFs, plots, bands, summary."""
+"""The CLI's output folder: crash-safe results.jsonl, results.csv, per-structure artifacts, summary.
+
+One of the two back ends of the core's result writer (`workers.screening.report.artifacts`); the
+other is the service's artifact store. Both use the same layout: a folder per result holding
+relaxed.cif, bands.json, band_structure.png and (when kept) phonopy_params.yaml.xz.
+"""
 
 from __future__ import annotations
 
 import csv
-import dataclasses
-import hashlib
 import json
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from models.artifacts import ArtifactStore
+from workers.screening.report.artifacts import ARTIFACT_FILES, result_record, safe_name, write_result_files
 from workers.screening.report.summary import format_summary, summarize_results
 from workers.screening.types import ScreeningResult
 
@@ -53,17 +57,6 @@ CSV_COLUMNS = (
     "source",
     "warnings",
 )
-
-
-def safe_name(name: str) -> str:
-    """A file-name-safe, unique stem for a structure name: readable slug + 10 hex of its sha1.
-
-    `file.zip:tmp/gen_1.cif` -> `file.zip_tmp_gen_1.cif-<hash>`; the hash keeps names that slug to
-    the same text (`a/b` and `a_b`) apart.
-    """
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-")[:80] or "structure"
-    digest = hashlib.sha1(name.encode("utf-8")).hexdigest()[:10]
-    return f"{slug}-{digest}"
 
 
 def row_key(row: Mapping[str, Any]) -> ResultKey:
@@ -141,7 +134,7 @@ class OutputFolder:
 
     `results.jsonl` is the source of truth: one JSON object per structure, appended and flushed
     as each finishes, so a crash loses at most the structure in flight. Its artefacts
-    (`relaxed/`, `plots/`, `bands/`) are written before its line, so a line means they exist.
+    (`structures/<safe name>/`) are written before its line, so a line means they exist.
     `results.csv` and `summary.{json,txt}` are rebuilt from it by `write_tables`.
     """
 
@@ -149,6 +142,7 @@ class OutputFolder:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.jsonl = self.root / "results.jsonl"
+        self.store = ArtifactStore(self.root)
 
     def read_rows(self) -> list[dict[str, Any]]:
         """Every complete row of results.jsonl, later rows replacing earlier ones of the same key."""
@@ -168,14 +162,14 @@ class OutputFolder:
     def done_keys(self) -> set[ResultKey]:
         return {row_key(r) for r in self.read_rows()}
 
+    @staticmethod
+    def folder_of(name: str) -> str:
+        """The folder (relative to the root) that holds the artifacts of structure `name`."""
+        return f"structures/{safe_name(name)}"
+
     def artifact_paths(self, name: str) -> dict[str, Path]:
-        stem = safe_name(name)
-        return {
-            "relaxed_cif": self.root / "relaxed" / f"{stem}.cif",
-            "plot": self.root / "plots" / f"{stem}.png",
-            "bands": self.root / "bands" / f"{stem}.json",
-            "force_constants": self.root / "force_constants" / f"{stem}.phonopy_params.yaml.xz",
-        }
+        folder = self.root / self.folder_of(name)
+        return {kind: folder / file_name for kind, file_name in ARTIFACT_FILES.items()}
 
     def write_result(
         self,
@@ -185,27 +179,8 @@ class OutputFolder:
         generator: str | None = None,
     ) -> dict[str, Any]:
         """Write one result's artefacts, then append its row to results.jsonl; return the row."""
-        row = result.as_dict(bulky=False)
-        row["source"] = source
-        row["generator"] = generator
-        files: dict[str, str] = {}
-        paths = self.artifact_paths(result.name)
-        if result.relaxed_cif:
-            _write_atomic(paths["relaxed_cif"], result.relaxed_cif.encode("utf-8"))
-            files["relaxed_cif"] = str(paths["relaxed_cif"].relative_to(self.root))
-        if result.bands is not None:
-            blob = json.dumps(dataclasses.asdict(result.bands), separators=(",", ":"))
-            _write_atomic(paths["bands"], blob.encode("utf-8"))
-            files["bands"] = str(paths["bands"].relative_to(self.root))
-            title = f"{result.name}  {result.formula}  {result.verdict}"
-            from workers.screening.report.plots import plot_band_structure  # matplotlib only when plotting
-
-            _write_atomic(paths["plot"], plot_band_structure(result.bands, title=title))
-            files["plot"] = str(paths["plot"].relative_to(self.root))
-        if result.phonopy_params_xz is not None:
-            _write_atomic(paths["force_constants"], result.phonopy_params_xz)
-            files["force_constants"] = str(paths["force_constants"].relative_to(self.root))
-        row["files"] = files
+        files = write_result_files(result, sink=self.store, folder=self.folder_of(result.name))
+        row = result_record(result, files=files, source=source, generator=generator)
         self._append(row)
         return row
 
@@ -234,13 +209,6 @@ class OutputFolder:
                 writer.writerow(flatten_row(row))
         tmp.replace(self.root / "results.csv")
         summary = summarize_results(all_rows if keys is None else [r for r in all_rows if row_key(r) in keys])
-        _write_atomic(self.root / "summary.json", json.dumps(summary, indent=2).encode("utf-8"))
-        _write_atomic(self.root / "summary.txt", format_summary(summary).encode("utf-8"))
+        self.store.write_text("summary.json", json.dumps(summary, indent=2))
+        self.store.write_text("summary.txt", format_summary(summary))
         return summary
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)

@@ -147,8 +147,9 @@ class ReportRow(BaseModel):
     relaxed: int
     stable: int
     stable_phononbench: int
-    rate: float | None = Field(description="stable / screened (relax failures count as not stable).")
-    rate_phononbench: float | None
+    stable_rate: float | None = Field(description="stable / submitted (stable/all, as PhononBench reports).")
+    stable_rate_relaxed: float | None = Field(description="stable / relaxed (relaxation converged).")
+    stable_phononbench_rate: float | None = Field(description="stable by PhononBench's criterion / submitted.")
 
 
 class StabilityReport(BaseModel):

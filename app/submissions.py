@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from app.fingerprint import describe_structure
 from app.schemas import BatchCreated, StructureOutcome
-from models.artifacts import ArtifactStore, safe_name
+from models.artifacts import ArtifactStore
 from models.crud import (
     CandidateValues,
     add_candidates,
@@ -19,6 +19,7 @@ from models.crud import (
     mark_duplicates,
 )
 from models.queries import get_dedup_candidates
+from workers.screening.report.artifacts import safe_name
 from workers.screening.types import StructureRecord
 
 if TYPE_CHECKING:
@@ -61,20 +62,40 @@ def register_batch(
     for file_index, record in parsed:
         values, problem = _describe(record)
         if values is None:
-            outcomes.append(StructureOutcome(name=record.name, source=record.source, index=record.index,
-                                             accepted=False, code=problem[0], reason=problem[1]))
+            outcomes.append(
+                StructureOutcome(
+                    name=record.name,
+                    source=record.source,
+                    index=record.index,
+                    accepted=False,
+                    code=problem[0],
+                    reason=problem[1],
+                )
+            )
         else:
             accepted.append((file_index, record, values))
-            outcomes.append(StructureOutcome(name=record.name, source=record.source, index=record.index,
-                                             accepted=True))
+            outcomes.append(StructureOutcome(name=record.name, source=record.source, index=record.index, accepted=True))
     if not accepted:
         message = "no structure in the submission could be used" if parsed else "the submission holds no structure"
-        raise SubmissionRejected(422, {"code": "nothing_accepted", "message": message,
-                                       "structures": [o.model_dump(exclude_none=True) for o in outcomes]})
+        raise SubmissionRejected(
+            422,
+            {
+                "code": "nothing_accepted",
+                "message": message,
+                "structures": [o.model_dump(exclude_none=True) for o in outcomes],
+            },
+        )
     generator = get_or_create_generator(session, name=submission.generator) if submission.generator else None
     rejected = [{"name": o.name, "code": o.code, "message": o.reason} for o in outcomes if not o.accepted]
-    batch = create_batch(session, source=submission.source, generator=generator, protocol=submission.protocol,
-                         potential=submission.potential, n_submitted=len(outcomes), rejected=rejected)
+    batch = create_batch(
+        session,
+        source=submission.source,
+        generator=generator,
+        protocol=submission.protocol,
+        potential=submission.potential,
+        n_submitted=len(outcomes),
+        rejected=rejected,
+    )
     # the raw files go to the artifact store before the rows commit (the rows reference them)
     used = {file_index for file_index, _, _ in accepted}
     raw_paths = {
@@ -83,12 +104,19 @@ def register_batch(
         if i in used
     }
     values = [_with_path(v, raw_paths[i]) for i, _, v in accepted]
-    originals = find_duplicates(session, structures=[(r.structure, v) for _, r, v in accepted],
-                                protocol=submission.protocol, potential=submission.potential)
+    originals = find_duplicates(
+        session,
+        structures=[(r.structure, v) for _, r, v in accepted],
+        protocol=submission.protocol,
+        potential=submission.potential,
+    )
     screenings = add_candidates(session, batch=batch, candidates=values)
     # an original is an earlier screening (its id and candidate id) or an earlier position in this batch
-    links = [(s, *(o if isinstance(o, tuple) else (screenings[o].id, screenings[o].candidate_id)))
-             for s, o in zip(screenings, originals, strict=True) if o is not None]
+    links = [
+        (s, *(o if isinstance(o, tuple) else (screenings[o].id, screenings[o].candidate_id)))
+        for s, o in zip(screenings, originals, strict=True)
+        if o is not None
+    ]
     mark_duplicates(session, links=[(s, original_id) for s, original_id, _ in links])
     duplicate_of = {s.id: candidate_id for s, _, candidate_id in links}
     by_name = iter(screenings)
@@ -99,8 +127,14 @@ def register_batch(
     to_run = [s.id for s in screenings if s.id not in duplicate_of]
     # a batch of duplicates of finished screenings has nothing to wait for
     done = not to_run and finish_batches(session, batch_ids=[batch.id]) == [batch.id]
-    created = BatchCreated(id=batch.id, status="done" if done else "queued", accepted=len(accepted),
-                           rejected=len(rejected), duplicates=len(links), structures=outcomes)
+    created = BatchCreated(
+        id=batch.id,
+        status="done" if done else "queued",
+        accepted=len(accepted),
+        rejected=len(rejected),
+        duplicates=len(links),
+        structures=outcomes,
+    )
     return created, to_run
 
 
@@ -109,16 +143,20 @@ def find_duplicates(
 ) -> list[tuple[int, int] | int | None]:
     """For each structure: (screening id, candidate id) of an equivalent one already screened or
     queued under `protocol` and `potential`, else the position of an equivalent earlier one in this
-    list, else None (it must be screened).
+    list, else None (it must be screened). "Equivalent" is the protocol's own dedup rule, the one
+    the CLI's runs use (`workers.screening.dedup.duplicate_index`).
 
     Only candidates sharing (reduced formula, fingerprint) are loaded and compared, so the cost
     follows the size of those buckets, not of the table.
     """
     from pymatgen.core import Structure as PmgStructure
 
-    from workers.screening.dedup import DuplicateIndex
+    from workers.screening.dedup import duplicate_index
+    from workers.screening.protocols import get_protocol
 
-    index: DuplicateIndex[tuple[int, int] | int] = DuplicateIndex()
+    index = duplicate_index(get_protocol(protocol).dedup)
+    if index is None:
+        return [None] * len(structures)
     keys = {(v.reduced_formula, v.fingerprint) for _, v in structures}
     for screening_id, candidate_id, key, data in get_dedup_candidates(
         session, keys=keys, protocol=protocol, potential=potential
@@ -132,9 +170,14 @@ def _describe(record: StructureRecord) -> tuple[CandidateValues | None, tuple[st
         error = record.error
         return None, (error.code, error.message) if error else ("empty", "no structure")
     try:
-        return describe_structure(record.structure, name=record.name, source_file=record.source,
-                                  source_index=record.index, submitted_path=None), ("", "")
-    except Exception as exc:  # a structure pymatgen can read but not write back is not usable
+        return describe_structure(
+            record.structure,
+            name=record.name,
+            source_file=record.source,
+            source_index=record.index,
+            submitted_path=None,
+        ), ("", "")
+    except Exception as exc:  # noqa: BLE001 - a structure pymatgen can read but not write back is not usable
         return None, ("parse_error", f"cannot describe the structure: {exc}")
 
 

@@ -17,11 +17,11 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-import warnings  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
@@ -34,9 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads (the CPU worker layout uses 1)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--max-atoms", type=int, default=12)
-    p.add_argument("--realize-opcount", type=int, default=None,
-                   help="compile with this inductor realize_opcount_threshold instead of the pipeline's "
-                   "(compiled afresh into a temporary cache; torch's default is 30)")
+    p.add_argument(
+        "--realize-opcount",
+        type=int,
+        default=None,
+        help="compile with this inductor realize_opcount_threshold instead of the pipeline's "
+        "(compiled afresh into a temporary cache; torch's default is 30)",
+    )
     args = p.parse_args(argv)
 
     import numpy as np
@@ -86,21 +90,31 @@ def main(argv: list[str] | None = None) -> int:
             dt, results[label] = run(pot)
             (first if rep == 0 else steady)[label] += dt
     small = np.array([i % 2 == 0 for i in range(len(cells))])  # the cells as given; odd: supercells
-    df = max(float(np.abs(a[0] - b[0]).max()) for a, b in zip(results["eager"], results["compiled"]))
-    ds = max(float(np.abs(a[1] - b[1]).max()) for a, b in zip(results["eager"], results["compiled"]))
+    df = max(float(np.abs(a[0] - b[0]).max()) for a, b in zip(results["eager"], results["compiled"], strict=True))
+    ds = max(float(np.abs(a[1] - b[1]).max()) for a, b in zip(results["eager"], results["compiled"], strict=True))
     sizes = sorted({len(c) for c in cells})
-    print(f"potential {args.potential}, {args.threads} torch thread(s), {len(cells)} cells of {sizes[0]}-{sizes[-1]} atoms")
-    print(f"load with compile (model load + compile or load of the saved graph, warm-up call): {warm_up:.1f} s; "
-          f"{fast._compiled.how if fast._compiled is not None else 'not compiled'}")
-    print(f"first call per cell: eager {first['eager'].sum():.2f} s, compiled {first['compiled'].sum():.2f} s "
-          "(includes recompiles for new size classes, once per process)")
-    print(f"steady state (2 more passes): eager {steady['eager'].sum():.2f} s, compiled {steady['compiled'].sum():.2f} s; "
-          f"execution: {fast.current_info().execution}")
+    print(
+        f"potential {args.potential}, {args.threads} torch thread(s), {len(cells)} cells of {sizes[0]}-{sizes[-1]} atoms"
+    )
+    print(
+        f"load with compile (model load + compile or load of the saved graph, warm-up call): {warm_up:.1f} s; "
+        f"{fast._compiled.how if fast._compiled is not None else 'not compiled'}"
+    )
+    print(
+        f"first call per cell: eager {first['eager'].sum():.2f} s, compiled {first['compiled'].sum():.2f} s "
+        "(includes recompiles for new size classes, once per process)"
+    )
+    print(
+        f"steady state (2 more passes): eager {steady['eager'].sum():.2f} s, compiled {steady['compiled'].sum():.2f} s; "
+        f"execution: {fast.current_info().execution}"
+    )
     for name, mask in (("cells as given", small), ("2x2x2 supercells", ~small)):
         e, c = steady["eager"][mask].sum() / 2, steady["compiled"][mask].sum() / 2
         atoms = [len(cells[i]) for i in np.flatnonzero(mask)]
-        print(f"  steady, {name} ({min(atoms)}-{max(atoms)} atoms): eager {e / mask.sum() * 1e3:.1f} ms, "
-              f"compiled {c / mask.sum() * 1e3:.1f} ms per call, ratio {e / c:.2f}")
+        print(
+            f"  steady, {name} ({min(atoms)}-{max(atoms)} atoms): eager {e / mask.sum() * 1e3:.1f} ms, "
+            f"compiled {c / mask.sum() * 1e3:.1f} ms per call, ratio {e / c:.2f}"
+        )
     print(f"max |force difference| {df:.2e} eV/Å, max |stress difference| {ds:.2e} eV/Å^3")
     print(f"compile speedup {steady['eager'].sum() / steady['compiled'].sum():.2f} max_force_diff {df:.1e}")
     return 0

@@ -7,8 +7,13 @@ import time
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-SOURCES = ("diffcsp_mp20/DiffCSP_mp_20.pt", "diffcsp_mp20/DiffCSP++_mp_20.pt",
-           "crystalformer_mp20/CrystalFormer_mp_20.csv.gz", "mp20_biternary/test.csv.gz", "mpts52/test.csv.gz")
+SOURCES = (
+    "diffcsp_mp20/DiffCSP_mp_20.pt",
+    "diffcsp_mp20/DiffCSP++_mp_20.pt",
+    "crystalformer_mp20/CrystalFormer_mp_20.csv.gz",
+    "mp20_biternary/test.csv.gz",
+    "mpts52/test.csv.gz",
+)
 
 
 def main() -> None:
@@ -20,7 +25,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--sources", type=int, default=len(SOURCES), help="use the first N sources")
     args = parser.parse_args()
-    structures = [r.structure for src in SOURCES[: args.sources] for r in read_structures(args.data / src, max_atoms=1000) if r.ok]
+    structures = [
+        r.structure for src in SOURCES[: args.sources] for r in read_structures(args.data / src, max_atoms=1000) if r.ok
+    ]
     queries, indexed = structures[: args.queries], structures[args.queries :]
     index: DuplicateIndex[int] = DuplicateIndex()
     start = time.perf_counter()
@@ -49,8 +56,11 @@ def main() -> None:
     for s in sample:
         index.find(s)
     ours = len(sample) / (time.perf_counter() - start)
-    print(f"{len(sample)} queries with same-formula structures indexed: index {ours:.0f} lookups/s, "
-          f"reference (fit every same-formula structure) {brute:.1f} lookups/s; ratio {ours / brute:.1f}")
+    print(
+        f"{len(sample)} queries with same-formula structures indexed: index {ours:.0f} lookups/s, "
+        f"reference (fit every same-formula structure) {brute:.1f} lookups/s; ratio {ours / brute:.1f}"
+    )
+
 
 if __name__ == "__main__":
     main()

@@ -19,11 +19,11 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-import warnings  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
@@ -43,11 +43,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from workers.screening.physics import phonons
     from workers.screening.physics.cells import to_phonopy
+    from workers.screening.physics.relax import relax_structure
+    from workers.screening.physics.supercells import choose_matrix
     from workers.screening.pipeline import prepare_cell
     from workers.screening.potentials.registry import load_potential
     from workers.screening.protocols import get_protocol
-    from workers.screening.physics.relax import relax_structure
-    from workers.screening.physics.supercells import choose_matrix
 
     warnings.simplefilter("ignore")
     pot = load_potential(args.potential, device="cpu")
@@ -55,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     records = sample_structures(n=args.n, seed=args.seed, data=DATA, max_atoms=args.max_atoms, elements=pot.elements)
     tol = protocol.imaginary_tol_thz
     fewer = flips = 0
-    print(f"{'structure':32s} {'atoms':>5} {'sc':>4} {'supercells':>11} {'path min THz':>19} {'mesh min THz':>19} {'max |df|':>9} {'seconds':>13}")
+    print(
+        f"{'structure':32s} {'atoms':>5} {'sc':>4} {'supercells':>11} {'path min THz':>19} {'mesh min THz':>19} {'max |df|':>9} {'seconds':>13}"
+    )
     for rec in records:
         atoms, _ = prepare_cell(rec.structure, protocol=protocol)
         outcome = relax_structure(atoms, calculator=pot.calculator, settings=protocol)
@@ -69,9 +71,13 @@ def main(argv: list[str] | None = None) -> int:
             start = time.perf_counter()
             ph = Phonopy(to_phonopy(relaxed), supercell_matrix=matrix, primitive_matrix="P")
             if method == "finite":
-                ph.generate_displacements(distance=protocol.displacement_angstrom, is_diagonal=protocol.displacement_is_diagonal)
+                ph.generate_displacements(
+                    distance=protocol.displacement_angstrom, is_diagonal=protocol.displacement_is_diagonal
+                )
             else:
-                ph.generate_displacements(distance=protocol.displacement_angstrom, number_of_snapshots="auto", random_seed=0)
+                ph.generate_displacements(
+                    distance=protocol.displacement_angstrom, number_of_snapshots="auto", random_seed=0
+                )
             ph.forces = phonons.compute_displaced_forces(ph, calculator=pot.calculator, subtract_drift=True)
             if method == "finite":
                 ph.produce_force_constants()

@@ -16,12 +16,12 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import copy  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-import warnings  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import copy
+import sys
+import time
+import warnings
+from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
@@ -50,7 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     model = pot.calculator.model
     batch_model = copy.deepcopy(model)
     batch_model.set_is_batch_data(True)
-    cells = [to_ase(r.structure) for r in sample_structures(n=args.n, seed=args.seed, data=DATA, max_atoms=12, elements=pot.elements)]
+    cells = [
+        to_ase(r.structure)
+        for r in sample_structures(n=args.n, seed=args.seed, data=DATA, max_atoms=12, elements=pot.elements)
+    ]
     graphs = [unlabeled_atoms_to_graph(a, pot.calculator.cutoff, with_shift=False) for a in cells]
     bounds = np.cumsum([0] + [len(c) for c in cells])
 
@@ -62,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         forces = out["inferred_force"].detach().numpy()
         return [forces[bounds[i] : bounds[i + 1]] for i in range(len(cells))]
 
-    diff = max(float(np.abs(a - b).max()) for a, b in zip(single(), batched()))
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(single(), batched(), strict=True))
     seconds = {"single": 0.0, "batched": 0.0}
     for _ in range(args.repeats):
         for name, fn in (("single", single), ("batched", batched)):
@@ -70,8 +73,12 @@ def main(argv: list[str] | None = None) -> int:
             fn()
             seconds[name] += time.perf_counter() - t
     ms = {k: v / args.repeats * 1e3 for k, v in seconds.items()}
-    print(f"{len(cells)} cells of {sorted(len(c) for c in cells)} atoms, eager, 1 thread, {args.repeats} alternating repeats")
-    print(f"one call per cell {ms['single']:.1f} ms, one batch {ms['batched']:.1f} ms, max |force difference| {diff:.1e} eV/Å")
+    print(
+        f"{len(cells)} cells of {sorted(len(c) for c in cells)} atoms, eager, 1 thread, {args.repeats} alternating repeats"
+    )
+    print(
+        f"one call per cell {ms['single']:.1f} ms, one batch {ms['batched']:.1f} ms, max |force difference| {diff:.1e} eV/Å"
+    )
     print(f"batch speedup {ms['single'] / ms['batched']:.2f}")
     return 0
 

@@ -13,25 +13,27 @@ import os
 # Both arms: a fair baseline, not a gain of the pipeline (OpenBLAS threads fight torch's on CPU).
 os.environ["OPENBLAS_NUM_THREADS"] = "1"
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import pickle  # noqa: E402
-import platform  # noqa: E402
-import random  # noqa: E402
-import resource  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import math
+import pickle
+import platform
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(ROOT), str(HERE)]
 
 DATA = Path(os.environ.get("PHONONSCREEN_SHARED_DATA", ROOT.parent / "shared" / "data"))
+# the benchmark hands each arm a folder for its stage log (read back for the GPU-utilisation split)
+STAGE_LOG_ENV = "PHONONSCREEN_STAGE_LOG"
 # Real generator outputs, raw and unrelaxed (shared/data/README.md section 1).
 GENERATORS = {
     "mattergen": "mattergen_unconditional_pr54/generated_crystals_cif.zip",
@@ -64,8 +66,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=int, default=1, help="pipeline processes; 0: the layout the pipeline picks")
     p.add_argument("--max-atoms", type=int, default=12, help="sample only cells of at most this many atoms")
-    p.add_argument("--compile", default="auto", choices=("auto", "on", "off"),
-                   help="the pipeline's torch.compile mode (the reference always runs eager, as PhononBench did)")
+    p.add_argument(
+        "--compile",
+        default="auto",
+        choices=("auto", "on", "off"),
+        help="the pipeline's torch.compile mode (the reference always runs eager, as PhononBench did)",
+    )
     p.add_argument("--out", type=Path, default=Path("benchmark-out"))
     p.add_argument("--data", type=Path, default=DATA, help="the shared data folder")
     p.add_argument("--worker", choices=("reference", "pipeline"), help=argparse.SUPPRESS)
@@ -106,7 +112,7 @@ def duplicate_groups(records: list, *, protocol: str) -> list[list[str]]:
     from workers.screening.protocols import get_protocol
 
     groups: dict[int, list[str]] = {}
-    for record, first in zip(records, find_duplicates(records, protocol=get_protocol(protocol))):
+    for record, first in zip(records, find_duplicates(records, protocol=get_protocol(protocol)), strict=True):
         if first is not None:
             groups.setdefault(first, [records[first].name]).append(record.name)
     return list(groups.values())
@@ -129,7 +135,9 @@ def run_worker(args: argparse.Namespace) -> int:
     cores = os.cpu_count() or 1
     if in_process:  # one process with every core (the fair single-process baseline), set before
         torch.set_num_threads(cores)  # loading so a compiled model is built for the threads it runs on
-    potential = load_potential(args.potential, compile=compile_mode) if in_process else None
+    potential = (
+        load_potential(args.potential, compile=compile_mode, compile_cache=_compile_cache()) if in_process else None
+    )
     load_s = time.perf_counter() - start
     loads = [os.getloadavg()]
     # An eager model load is left out of both arms' wall time; compiling is work the pipeline chose
@@ -192,10 +200,12 @@ def _pipeline_arm(records: list, *, potential, args: argparse.Namespace, cores: 
         from workers.screening.pipeline import screen_structures
 
         layout = {"processes": 1, "torch_threads": cores, "entry": "screen_structures"}
-        results = screen_structures(records, protocol=protocol, potential=potential, progress=progress)
+        results = screen_structures(
+            records, protocol=protocol, potential=potential, progress=progress, stage_log=_stage_log()
+        )
         return [_slim(r) for r in results], layout, _jsonable(potential.info)
 
-    from workers.screening.parallel import Layout, screen_parallel
+    from workers.screening.parallel import Layout, PotentialSpec, screen_parallel
     from workers.screening.potentials.registry import resolve_device
 
     device = resolve_device("auto")
@@ -204,12 +214,25 @@ def _pipeline_arm(records: list, *, potential, args: argparse.Namespace, cores: 
     else:
         chosen = Layout.for_device(device, cores=cores)
     layout = {"processes": chosen.processes, "torch_threads": chosen.threads_per_process, "entry": "screen_parallel"}
+    spec = PotentialSpec(name=args.potential, device=device, compile=args.compile, compile_cache=_compile_cache())
     results = screen_parallel(
-        records, protocol=protocol, potential_name=args.potential, device=device, layout=chosen, progress=progress,
-        compile=args.compile,
+        records, protocol=protocol, potential=spec, layout=chosen, progress=progress, stage_log=_stage_log()
     )
     info = _jsonable(results[0].provenance.potential) if results else {}
     return [_slim(r) for r in results], layout, info
+
+
+def _compile_cache() -> Path:
+    """Where compiled graphs are kept: the app's setting (PHONONSCREEN_COMPILE_CACHE), as the CLI uses."""
+    from app.config import Settings
+
+    return Settings().compile_cache
+
+
+def _stage_log() -> Path | None:
+    """The folder this arm's stage intervals go to (set by `run_arm` for its child process)."""
+    folder = os.environ.get(STAGE_LOG_ENV)
+    return Path(folder) if folder else None
 
 
 def _slim(result) -> dict:
@@ -237,7 +260,7 @@ def run_arm(arm: str, *, sample_path: Path, args: argparse.Namespace, workdir: P
         "--jobs", str(args.jobs), "--compile", args.compile,
     ]  # fmt: skip
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env={**os.environ, "PHONONSCREEN_STAGE_LOG": str(stage_dir)})
+    proc = subprocess.Popen(cmd, env={**os.environ, STAGE_LOG_ENV: str(stage_dir)})
     peak = _TreeRss(proc.pid)
     gpu = GpuSampler()
     peak.start()
@@ -296,7 +319,9 @@ def read_stage_log(folder: Path) -> list[tuple[str, float, float]]:
     return intervals
 
 
-def gpu_utilisation(samples: list[tuple[float, float]], intervals: list[tuple[str, float, float]], *, available: bool) -> dict | None:
+def gpu_utilisation(
+    samples: list[tuple[float, float]], intervals: list[tuple[str, float, float]], *, available: bool
+) -> dict | None:
     """Mean GPU utilisation over the whole arm and over the samples taken inside a force stage."""
     if not available:
         return None
@@ -355,7 +380,9 @@ def run_benchmark(args: argparse.Namespace) -> int:
         workdir = Path(tmp)
         sample_path = workdir / "sample.pkl"
         sample_path.write_bytes(pickle.dumps(sample))
-        arms = {arm: run_arm(arm, sample_path=sample_path, args=args, workdir=workdir) for arm in ("reference", "pipeline")}
+        arms = {
+            arm: run_arm(arm, sample_path=sample_path, args=args, workdir=workdir) for arm in ("reference", "pipeline")
+        }
     comparison = compare(arms["reference"]["results"], arms["pipeline"]["results"], protocol=args.protocol)
     summary = summarize(arms, n=len(sample))
     report = {
@@ -399,7 +426,7 @@ def _machine() -> dict:
 def summarize(arms: dict, *, n: int) -> dict:
     out = {}
     for arm, rep in arms.items():
-        split = {stage: 0.0 for stage in (*STAGES, "other")}
+        split = dict.fromkeys((*STAGES, "other"), 0.0)
         for res in rep["results"]:
             for key, seconds in res["timings_s"].items():
                 if key == "total":
@@ -492,7 +519,9 @@ def compare(reference: list[dict], pipeline: list[dict], *, protocol: str) -> di
             default_differs.append({**row, "why": explain(ref, pipe)})
         rows.append(row)
     out = {
-        "rule": "verdict == verdict" if protocol == "phononbench" else "reference stable == pipeline stable_phononbench",
+        "rule": "verdict == verdict"
+        if protocol == "phononbench"
+        else "reference stable == pipeline stable_phononbench",
         "agreeing": sum(r["agree"] for r in rows),
         "total": len(rows),
         "agreeing_stable_vs_not": sum(r["agree_stable_vs_not"] for r in rows),
@@ -554,7 +583,9 @@ def print_report(report: dict, *, path: Path, args: argparse.Namespace) -> None:
     gens = _count(x["generator"] for x in report["sample"])
     print(f"sample: {len(report['sample'])} structures (seed {args.seed}; {report['sample_filter']}): {gens}")
     print(f"duplicate groups in the sample (the pipeline's dedup): {len(report['duplicate_groups'])}")
-    print(f"potential {args.potential}, protocol {args.protocol}, {os.cpu_count()} cores, OPENBLAS_NUM_THREADS=1 in both arms")
+    print(
+        f"potential {args.potential}, protocol {args.protocol}, {os.cpu_count()} cores, OPENBLAS_NUM_THREADS=1 in both arms"
+    )
     header = (
         f"{'arm':<10} {'layout':<9} {'wall s':>8} {'struct/h':>9} {'relax':>8} {'gamma':>7} {'forces':>8} "
         f"{'post':>7} {'other':>7} {'peak MiB':>9} {'cpu s':>8} {'load 1m':>11}"
@@ -579,9 +610,13 @@ def print_report(report: dict, *, path: Path, args: argparse.Namespace) -> None:
     for arm in ("reference", "pipeline"):
         rep = report["arms"][arm]
         execution = (rep.get("potential") or {}).get("execution", "eager")
-        where = (f"in-process load {rep['potential_load_s']:.1f} s, counted in wall" if rep.get("load_counted_in_wall")
-                 else "each worker's load inside wall" if rep["layout"].get("entry") == "screen_parallel"
-                 else f"load {rep['potential_load_s']:.1f} s, not counted")
+        where = (
+            f"in-process load {rep['potential_load_s']:.1f} s, counted in wall"
+            if rep.get("load_counted_in_wall")
+            else "each worker's load inside wall"
+            if rep["layout"].get("entry") == "screen_parallel"
+            else f"load {rep['potential_load_s']:.1f} s, not counted"
+        )
         print(f"model {arm}: {execution} ({where})")
     for arm in ("reference", "pipeline"):
         gpu = report["arms"][arm].get("gpu_utilisation")
@@ -598,7 +633,9 @@ def print_report(report: dict, *, path: Path, args: argparse.Namespace) -> None:
         f"{s['reference']['atom_force_evaluations']}, pipeline {s['pipeline']['atom_force_evaluations']}, "
         f"ratio {s['work_ratio']:.2f}"
     )
-    print(f"agreement ({c['rule']}): {c['agreeing']}/{c['total']}; stable-vs-not: {c['agreeing_stable_vs_not']}/{c['total']}")
+    print(
+        f"agreement ({c['rule']}): {c['agreeing']}/{c['total']}; stable-vs-not: {c['agreeing_stable_vs_not']}/{c['total']}"
+    )
     for d in c["disagreements"]:
         print(f"  DISAGREE {d['name']}: reference {d['reference']} vs pipeline {d['pipeline']} "
               f"(stable_phononbench={d['pipeline_stable_phononbench']}): {d['why']}")  # fmt: skip

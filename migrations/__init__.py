@@ -34,4 +34,4 @@ def downgrade_database(database_url: str, *, revision: str) -> None:
 def _ensure_sqlite_folder(database_url: str) -> None:
     prefix = "sqlite:///"
     if database_url.startswith(prefix) and ":memory:" not in database_url:
-        Path(database_url[len(prefix):]).parent.mkdir(parents=True, exist_ok=True)
+        Path(database_url[len(prefix) :]).parent.mkdir(parents=True, exist_ok=True)

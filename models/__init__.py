@@ -1,6 +1,6 @@
 """The database: declarative base, one module per table, sessions and data functions."""
 
-from models.base import Base, NAMING_CONVENTION
+from models.base import NAMING_CONVENTION, Base
 from models.batch import Batch
 from models.candidate import Candidate
 from models.generator import Generator

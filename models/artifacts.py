@@ -3,18 +3,9 @@
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def safe_name(name: str, *, max_length: int = 120) -> str:
-    """A file name that cannot escape its folder: no separators, no dot-only names."""
-    base = _UNSAFE.sub("_", name.replace("\\", "/").rsplit("/", 1)[-1]).strip("._") or "file"
-    return base[-max_length:]
 
 
 @dataclass(frozen=True)

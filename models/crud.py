@@ -73,9 +73,7 @@ def create_batch(
     return batch
 
 
-def add_candidates(
-    session: Session, *, batch: Batch, candidates: Sequence[CandidateValues]
-) -> list[Screening]:
+def add_candidates(session: Session, *, batch: Batch, candidates: Sequence[CandidateValues]) -> list[Screening]:
     """Candidate rows for `batch`, each with one queued screening under the batch's settings."""
     screenings = []
     for values in candidates:
@@ -118,8 +116,7 @@ def claim_screenings(
             Screening.id.in_(list(ids)),
             or_(
                 Screening.status == "queued",
-                and_(Screening.status == "running", Screening.task_id == task_id,
-                     Screening.attempts < max_attempts),
+                and_(Screening.status == "running", Screening.task_id == task_id, Screening.attempts < max_attempts),
             ),
         )
         .values(
@@ -155,9 +152,7 @@ def save_verdict(session: Session, *, screening_id: int, values: dict[str, Any])
     except IntegrityError:
         return False
     session.execute(
-        update(Screening)
-        .where(Screening.id == screening_id)
-        .values(status="done", finished_at=utc_now(), error=None),
+        update(Screening).where(Screening.id == screening_id).values(status="done", finished_at=utc_now(), error=None),
         execution_options={"synchronize_session": False},
     )
     return True
@@ -188,9 +183,7 @@ def finish_batches(session: Session, *, batch_ids: Sequence[int]) -> list[int]:
     done = [b for b in batch_ids if not open_counts.get(b)]
     if done:
         session.execute(
-            update(Batch)
-            .where(Batch.id.in_(done), Batch.finished_at.is_(None))
-            .values(finished_at=utc_now()),
+            update(Batch).where(Batch.id.in_(done), Batch.finished_at.is_(None)).values(finished_at=utc_now()),
             execution_options={"synchronize_session": False},
         )
     return done

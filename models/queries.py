@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-from sqlalchemy import Select, case, func, literal, select, tuple_
+from sqlalchemy import ColumnElement, Select, case, func, literal, select, tuple_
 from sqlalchemy.orm import Session, aliased
 
 from models.candidate import Candidate
@@ -14,7 +14,6 @@ from models.generator import Generator
 from models.screening import DUPLICATE, STATUSES, Screening
 from models.verdict import Verdict
 
-VERDICTS: tuple[str, ...] = ("stable", "unstable", "relax_failed", "failed")
 SORTS = {  # API sort key -> column
     "id": Candidate.id,
     "formula": Candidate.reduced_formula,
@@ -42,7 +41,7 @@ class CandidateFilters:
 @dataclass(frozen=True)
 class BatchCounts:
     by_status: dict[str, int]  # queued / running / done / failed
-    by_verdict: dict[str, int]  # stable / unstable / relax_failed / failed
+    by_verdict: dict[str, int]  # verdicts present in the batch (absent kinds are not listed)
 
     @property
     def total(self) -> int:
@@ -76,7 +75,7 @@ def _effective_screening(screening=Screening):
     return effective, effective.id == func.coalesce(screening.duplicate_of_id, screening.id)
 
 
-def effective_status(effective) -> object:
+def effective_status(effective: Any) -> ColumnElement[Any]:
     # a duplicate whose original was deleted with its batch will never get a verdict: it has ended
     return case((effective.status == DUPLICATE, literal("failed")), else_=effective.status)
 
@@ -88,12 +87,14 @@ def count_batch(session: Session, *, batch_id: int) -> BatchCounts:
     by_status = dict.fromkeys(STATUSES, 0)
     by_status.update(
         session.execute(
-            select(status, func.count()).select_from(Screening).join(effective, on)
-            .where(Screening.batch_id == batch_id).group_by(status)
+            select(status, func.count())
+            .select_from(Screening)
+            .join(effective, on)
+            .where(Screening.batch_id == batch_id)
+            .group_by(status)
         ).all()
     )
-    by_verdict = dict.fromkeys(VERDICTS, 0)
-    by_verdict.update(
+    by_verdict = dict(
         session.execute(
             select(Verdict.verdict, func.count())
             .select_from(Screening)
@@ -152,9 +153,7 @@ def _candidate_query(filters: CandidateFilters) -> Select:
     if filters.batch_id is not None:
         stmt = stmt.where(Candidate.batch_id == filters.batch_id)
     if filters.generator is not None:
-        stmt = stmt.join(Generator, Generator.id == Candidate.generator_id).where(
-            Generator.name == filters.generator
-        )
+        stmt = stmt.join(Generator, Generator.id == Candidate.generator_id).where(Generator.name == filters.generator)
     if filters.verdict is not None:
         stmt = stmt.where(Verdict.verdict == filters.verdict)
     if filters.formula is not None:
@@ -163,13 +162,9 @@ def _candidate_query(filters: CandidateFilters) -> Select:
     for element in filters.elements:
         stmt = stmt.where(padded.like(f"%-{element}-%"))
     if filters.space_group is not None:
-        stmt = stmt.where(
-            func.coalesce(Verdict.spacegroup_number, Candidate.spacegroup_number) == filters.space_group
-        )
+        stmt = stmt.where(func.coalesce(Verdict.spacegroup_number, Candidate.spacegroup_number) == filters.space_group)
     if filters.crystal_system is not None:
-        stmt = stmt.where(
-            func.coalesce(Verdict.crystal_system, Candidate.crystal_system) == filters.crystal_system
-        )
+        stmt = stmt.where(func.coalesce(Verdict.crystal_system, Candidate.crystal_system) == filters.crystal_system)
     if filters.min_frequency_gte is not None:
         stmt = stmt.where(Verdict.min_frequency_thz >= filters.min_frequency_gte)
     if filters.min_frequency_lte is not None:
@@ -195,9 +190,7 @@ def list_candidates(
     return [tuple(row) for row in rows], total
 
 
-def get_candidate_screening(
-    session: Session, *, candidate_id: int
-) -> tuple[Screening | None, Verdict | None]:
+def get_candidate_screening(session: Session, *, candidate_id: int) -> tuple[Screening | None, Verdict | None]:
     """The latest screening of a candidate and its verdict, if any; for a duplicate, the screening it
     links to (whose candidate_id is then another candidate's)."""
     effective, on = _effective_screening()
@@ -213,16 +206,15 @@ def get_candidate_screening(
     return (row[0], row[1]) if row else (None, None)
 
 
-def get_stability_report(
-    session: Session, *, group_by: GroupBy, batch_id: int | None = None
-) -> list[ReportRow]:
+def get_stability_report(session: Session, *, group_by: GroupBy, batch_id: int | None = None) -> list[ReportRow]:
     """The PhononBench-style table: per group, submitted / screened / relaxed / stable."""
     gen = aliased(Generator)
-    key = {
+    keys: dict[str, ColumnElement[Any]] = {
         "generator": func.coalesce(gen.name, literal("(none)")),
         "crystal_system": func.coalesce(Verdict.crystal_system, Candidate.crystal_system, literal("(unknown)")),
         "space_group": func.coalesce(Verdict.spacegroup_number, Candidate.spacegroup_number, literal(0)),
-    }[group_by]
+    }
+    key = keys[group_by]
     stmt = (
         select(
             key.label("group"),
@@ -245,7 +237,3 @@ def get_stability_report(
         ReportRow(str(g), int(n), int(s or 0), int(r or 0), int(st or 0), int(pb or 0))
         for g, n, s, r, st, pb in session.execute(stmt).all()
     ]
-
-
-
-

@@ -37,8 +37,6 @@ class Screening(TimestampMixin, Base):
     error: Mapped[str | None] = mapped_column(Text)
     # the screening (same protocol and potential, never itself a duplicate) whose verdict this one
     # shares; SET NULL so deleting that batch leaves this row behind, orphaned rather than gone
-    duplicate_of_id: Mapped[int | None] = mapped_column(
-        ForeignKey("screenings.id", ondelete="SET NULL"), index=True
-    )
+    duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("screenings.id", ondelete="SET NULL"), index=True)
 
     candidate: Mapped[Candidate] = relationship()

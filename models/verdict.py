@@ -15,9 +15,7 @@ class Verdict(TimestampMixin, Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # unique: saving the same screening's verdict twice (a redelivered task) is a no-op
-    screening_id: Mapped[int] = mapped_column(
-        ForeignKey("screenings.id", ondelete="CASCADE"), unique=True
-    )
+    screening_id: Mapped[int] = mapped_column(ForeignKey("screenings.id", ondelete="CASCADE"), unique=True)
     candidate_id: Mapped[int] = mapped_column(ForeignKey("candidates.id", ondelete="CASCADE"), index=True)
     verdict: Mapped[str] = mapped_column(String(16), index=True)
     reason: Mapped[str | None] = mapped_column(String(512))

@@ -17,14 +17,16 @@ EXTRA=()
 [ -d /opt/wheels ] && EXTRA+=(--find-links /opt/wheels)
 "${PIP[@]}" install -q --upgrade pip wheel setuptools
 "${PIP[@]}" install -q "${EXTRA[@]}" "torch==2.13.0"
-"${PIP[@]}" install -q "${EXTRA[@]}" -e ".[dev]"
+"${PIP[@]}" install -q "${EXTRA[@]}" -e ".[api,worker,dev]"
 "${PIP[@]}" install -q "${EXTRA[@]}" --no-deps "mattersim==1.2.3"
 # fail here, not in the first test, if the install is not what we think it is
 "$VENV/bin/python" - <<'PY'
 import importlib, sys
 import torch
 assert "+cpu" in torch.__version__ or not torch.version.cuda, f"a CUDA torch was installed: {torch.__version__}"
-for mod in ("phonopy", "pymatgen.core", "ase", "sevenn", "chgnet", "mattersim.forcefield.potential"):
+# the science core, the api and worker extras, and the linters of the dev extra (`make lint`)
+for mod in ("phonopy", "pymatgen.core", "ase", "fastapi", "uvicorn", "sevenn", "chgnet",
+            "mattersim.forcefield.potential", "mypy", "importlinter", "ruff"):
     importlib.import_module(mod)
 for banned in ("torchvision", "torchaudio", "wandb"):
     if importlib.util.find_spec(banned) is not None:

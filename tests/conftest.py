@@ -6,14 +6,14 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import tempfile  # noqa: E402
-from pathlib import Path  # noqa: E402
+import tempfile
+from pathlib import Path
 
-# Compiled potentials are saved for later processes (workers.screening.compiled.cache_dir); the
-# test session keeps its own, shared by its subprocesses, instead of writing into ~/.cache.
+# Compiled potentials are saved for later processes in Settings.compile_cache (read by the CLI and
+# the worker); the test session keeps its own, shared by its subprocesses, instead of ~/.cache.
 os.environ.setdefault("PHONONSCREEN_COMPILE_CACHE", tempfile.mkdtemp(prefix="phononscreen-compiled-"))
 
-import pytest  # noqa: E402
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("PHONONSCREEN_SHARED_DATA", ROOT.parent / "shared" / "data"))

@@ -15,12 +15,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-import throughput  # noqa: E402
+import throughput
 
-from workers.screening.timing import STAGE_LOG_ENV, timed  # noqa: E402
+from workers.screening.timing import StageTimes
 
 
-def test_sampler_reads_nvidia_smi_and_splits_out_the_force_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sampler_reads_nvidia_smi_and_splits_out_the_force_stage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fake = tmp_path / "bin" / "nvidia-smi"
     fake.parent.mkdir()
     fake.write_text('#!/bin/sh\n[ "$1" = "--query-gpu=utilization.gpu" ] || exit 2\nprintf "40\\n60\\n"\n')
@@ -41,16 +43,16 @@ def test_sampler_reads_nvidia_smi_and_splits_out_the_force_stage(tmp_path: Path,
     assert throughput.gpu_utilisation([], [], available=False) is None
 
 
-def test_stage_log_is_written_only_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    timings: dict[str, float] = {}
-    monkeypatch.delenv(STAGE_LOG_ENV, raising=False)
-    with timed(timings, "relax"):
+def test_stage_log_is_written_only_when_asked(tmp_path: Path) -> None:
+    unlogged = StageTimes()
+    with unlogged.stage("relax"):
         pass
-    assert not list(tmp_path.iterdir())
-    monkeypatch.setenv(STAGE_LOG_ENV, str(tmp_path))
+    assert not list(tmp_path.iterdir()) and set(unlogged) == {"relax"}
+    timings = StageTimes(log=tmp_path)
     before = time.time()
-    with timed(timings, "forces"):
+    with timings.stage("forces"):
         time.sleep(0.05)
     ((stage, start, end),) = throughput.read_stage_log(tmp_path)
     assert stage == "forces" and before - 0.01 <= start < end <= time.time() + 0.01 and end - start >= 0.04
-    assert set(timings) == {"relax", "forces"}
+    timings.close()
+    assert set(timings) == {"forces", "total"} and timings["total"] == timings["forces"]

@@ -1,4 +1,4 @@
-"""Celery tasks: thin, named, take ids; the logic lives in workers.service and the core."""
+"""Celery tasks: thin, named, take ids; the logic lives in workers.jobs and the core."""
 
 from __future__ import annotations
 
@@ -6,14 +6,22 @@ from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import OperationalError as DatabaseError
 
 from workers.celery_app import FINISH_BATCHES_TASK, SCREEN_TASK, celery_app
-from workers.service import batch_ids_of, claim, get_worker_context, load_jobs, mark_failed, run_jobs
+from workers.jobs import batch_ids_of, claim, load_jobs, mark_failed, run_jobs
+from workers.runtime import get_worker_context
 
 TRANSIENT = (DatabaseError, BrokerError, ConnectionError)  # worth a retry; nothing else is
 MAX_RETRIES = 5
 
 
-@celery_app.task(name=SCREEN_TASK, bind=True, autoretry_for=TRANSIENT, max_retries=MAX_RETRIES,
-                 retry_backoff=15, retry_backoff_max=600, retry_jitter=True)
+@celery_app.task(
+    name=SCREEN_TASK,
+    bind=True,
+    autoretry_for=TRANSIENT,
+    max_retries=MAX_RETRIES,
+    retry_backoff=15,
+    retry_backoff_max=600,
+    retry_jitter=True,
+)
 def screen_screenings(self, screening_ids: list[int]) -> dict[str, int]:
     """Claim these screenings, run the core once on all of them, save each verdict."""
     context = get_worker_context()

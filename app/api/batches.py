@@ -16,6 +16,7 @@ from models.batch import Batch
 from models.queries import count_batch
 from workers.screening.potentials.registry import POTENTIAL_NAMES
 from workers.screening.protocols import PROTOCOLS
+from workers.screening.types import VERDICTS
 
 router = APIRouter(prefix="/batches", tags=["batches"])
 
@@ -23,9 +24,12 @@ _MULTIPART_SCHEMA = {
     "type": "object",
     "required": ["files"],
     "properties": {
-        "files": {"type": "array", "items": {"type": "string", "format": "binary"},
-                  "description": "Structure files: CIF, POSCAR, extxyz, pymatgen JSON, CSV with a cif column, "
-                                 "zip/tar.gz of these, CDVAE/DiffCSP eval_gen.pt. Repeat the field for several."},
+        "files": {
+            "type": "array",
+            "items": {"type": "string", "format": "binary"},
+            "description": "Structure files: CIF, POSCAR, extxyz, pymatgen JSON, CSV with a cif column, "
+            "zip/tar.gz of these, CDVAE/DiffCSP eval_gen.pt. Repeat the field for several.",
+        },
         "generator": {"type": "string"},
         "protocol": {"type": "string", "enum": sorted(PROTOCOLS)},
         "potential": {"type": "string", "enum": list(POTENTIAL_NAMES)},
@@ -47,9 +51,11 @@ _OPENAPI_BODY = {
     status_code=202,
     response_model=BatchCreated,
     openapi_extra=_OPENAPI_BODY,
-    responses={413: {"model": Problem, "description": "Upload too large"},
-               422: {"model": Problem, "description": "No usable structure, or bad fields"},
-               503: {"model": Problem, "description": "Stored, but the broker could not be reached"}},
+    responses={
+        413: {"model": Problem, "description": "Upload too large"},
+        422: {"model": Problem, "description": "No usable structure, or bad fields"},
+        503: {"model": Problem, "description": "Stored, but the broker could not be reached"},
+    },
 )
 async def create_batch(
     request: Request, session: SessionDep, settings: SettingsDep, store: StoreDep, celery: CeleryDep
@@ -68,9 +74,11 @@ async def create_batch(
         raise HTTPException(exc.status_code, exc.detail) from None
     try:  # only after the commit: a worker may start on these ids at once
         enqueue_screenings(celery, screening_ids=screening_ids, chunk=settings.screen_chunk)
-    except Exception as exc:
-        raise HTTPException(503, {"code": "broker_unreachable", "batch_id": created.id,
-                                  "message": f"batch stored but not queued: {exc}"}) from None
+    except Exception as exc:  # noqa: BLE001 - any broker failure: the rows stay queued, said in the answer
+        raise HTTPException(
+            503,
+            {"code": "broker_unreachable", "batch_id": created.id, "message": f"batch stored but not queued: {exc}"},
+        ) from None
     return created
 
 
@@ -97,9 +105,14 @@ async def _read_submission(request: Request, *, settings: Settings) -> Submissio
     protocol = fields["protocol"] or settings.protocol
     potential = fields["potential"] or settings.potential
     if protocol not in PROTOCOLS:
-        raise HTTPException(422, {"code": "unknown_protocol", "message": f"protocol {protocol!r}; choose one of {sorted(PROTOCOLS)}"})
+        raise HTTPException(
+            422, {"code": "unknown_protocol", "message": f"protocol {protocol!r}; choose one of {sorted(PROTOCOLS)}"}
+        )
     if potential not in POTENTIAL_NAMES:
-        raise HTTPException(422, {"code": "unknown_potential", "message": f"potential {potential!r}; choose one of {list(POTENTIAL_NAMES)}"})
+        raise HTTPException(
+            422,
+            {"code": "unknown_potential", "message": f"potential {potential!r}; choose one of {list(POTENTIAL_NAMES)}"},
+        )
     generator = (fields["generator"] or "").strip()[:128] or None
     return Submission(source=source, generator=generator, protocol=protocol, potential=potential, files=files)
 
@@ -111,7 +124,8 @@ def read_batch(batch: BatchDep, session: SessionDep) -> BatchOut:
 
 
 def get_batch_out(batch: Batch, *, counts) -> BatchOut:
-    s, v = counts.by_status, counts.by_verdict
+    s = counts.by_status
+    v = {verdict: counts.by_verdict.get(verdict, 0) for verdict in VERDICTS}
     ended = s["done"] + s["failed"]
     total = counts.total
     if batch.finished_at is not None or (total and ended == total):
@@ -121,14 +135,27 @@ def get_batch_out(batch: Batch, *, counts) -> BatchOut:
     else:
         status = "queued"
     return BatchOut(
-        id=batch.id, status=status, source=batch.source,
+        id=batch.id,
+        status=status,
+        source=batch.source,
         generator=batch.generator.name if batch.generator else None,
-        protocol=batch.protocol, potential=batch.potential, created_at=batch.created_at,
-        finished_at=batch.finished_at, submitted=batch.n_submitted, accepted=batch.n_accepted,
+        protocol=batch.protocol,
+        potential=batch.potential,
+        created_at=batch.created_at,
+        finished_at=batch.finished_at,
+        submitted=batch.n_submitted,
+        accepted=batch.n_accepted,
         rejected=batch.n_rejected,
-        counts=BatchCounts(queued=s["queued"], running=s["running"], done=s["done"], failed=s["failed"],
-                           stable=v["stable"], unstable=v["unstable"], relax_failed=v["relax_failed"],
-                           verdict_failed=v["failed"]),
+        counts=BatchCounts(
+            queued=s["queued"],
+            running=s["running"],
+            done=s["done"],
+            failed=s["failed"],
+            stable=v["stable"],
+            unstable=v["unstable"],
+            relax_failed=v["relax_failed"],
+            verdict_failed=v["failed"],
+        ),
         progress=round(ended / total, 4) if total else 1.0,
         rejected_structures=batch.rejected or [],
     )

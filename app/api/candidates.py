@@ -10,9 +10,10 @@ from fastapi import APIRouter, HTTPException, Query, Response
 from app.api.deps import CandidateDep, SessionDep, StoreDep
 from app.schemas import CandidateDetail, CandidateOut, CandidatePage, ScreeningOut, VerdictOut, WorstMode
 from models.candidate import Candidate
-from models.queries import SORTS, VERDICTS, CandidateFilters, get_candidate_screening, list_candidates
+from models.queries import SORTS, CandidateFilters, get_candidate_screening, list_candidates
 from models.screening import Screening
 from models.verdict import Verdict
+from workers.screening.types import VERDICTS
 
 router = APIRouter(prefix="/candidates", tags=["candidates"])
 SORT_PATTERN = "^-?(" + "|".join(SORTS) + ")$"
@@ -36,14 +37,20 @@ def read_candidates(
 ) -> CandidatePage:
     """Candidates with their latest verdict, filtered, sorted and paginated."""
     filters = CandidateFilters(
-        batch_id=batch_id, generator=generator, verdict=verdict, formula=formula,
+        batch_id=batch_id,
+        generator=generator,
+        verdict=verdict,
+        formula=formula,
         elements=[e.strip() for e in elements.split(",") if e.strip()] if elements else (),
-        space_group=space_group, crystal_system=crystal_system,
-        min_frequency_gte=min_frequency_gte, min_frequency_lte=min_frequency_lte,
+        space_group=space_group,
+        crystal_system=crystal_system,
+        min_frequency_gte=min_frequency_gte,
+        min_frequency_lte=min_frequency_lte,
     )
     rows, total = list_candidates(session, filters=filters, sort=sort, offset=(page - 1) * per_page, limit=per_page)
-    return CandidatePage(items=[get_candidate_out(c, s, v) for c, s, v in rows], total=total, page=page,
-                         per_page=per_page)
+    return CandidatePage(
+        items=[get_candidate_out(c, s, v) for c, s, v in rows], total=total, page=page, per_page=per_page
+    )
 
 
 @router.get("/{candidate_id}", response_model=CandidateDetail)
@@ -56,33 +63,47 @@ def read_candidate(candidate: CandidateDep, session: SessionDep) -> CandidateDet
     if verdict is not None and verdict.relaxed_cif_path:
         links["relaxed_cif"] = f"{prefix}/relaxed.cif"
     if verdict is not None and verdict.bands_path:
-        links |= {"band_structure_json": f"{prefix}/band_structure.json",
-                  "band_structure_png": f"{prefix}/band_structure.png"}
+        links |= {
+            "band_structure_json": f"{prefix}/band_structure.json",
+            "band_structure_png": f"{prefix}/band_structure.png",
+        }
     return CandidateDetail(
-        **base.model_dump(), structure=candidate.structure, cif=candidate.cif,
+        **base.model_dump(),
+        structure=candidate.structure,
+        cif=candidate.cif,
         screening=ScreeningOut.model_validate(screening, from_attributes=True) if screening else None,
-        result=verdict.result if verdict else None, links=links,
+        result=verdict.result if verdict else None,
+        links=links,
     )
 
 
-@router.get("/{candidate_id}/relaxed.cif", response_class=Response,
-            responses={200: {"content": {"chemical/x-cif": {}}}, 404: {"description": "Not relaxed yet"}})
+@router.get(
+    "/{candidate_id}/relaxed.cif",
+    response_class=Response,
+    responses={200: {"content": {"chemical/x-cif": {}}}, 404: {"description": "Not relaxed yet"}},
+)
 def read_relaxed_cif(candidate: CandidateDep, session: SessionDep, store: StoreDep) -> Response:
     """The relaxed structure as CIF."""
     verdict = _verdict_with(session, candidate, "relaxed_cif_path")
     return Response(store.read_bytes(verdict.relaxed_cif_path), media_type="chemical/x-cif")
 
 
-@router.get("/{candidate_id}/band_structure.json", response_class=Response,
-            responses={200: {"content": {"application/json": {}}}, 404: {"description": "No phonons yet"}})
+@router.get(
+    "/{candidate_id}/band_structure.json",
+    response_class=Response,
+    responses={200: {"content": {"application/json": {}}}, 404: {"description": "No phonons yet"}},
+)
 def read_band_structure(candidate: CandidateDep, session: SessionDep, store: StoreDep) -> Response:
     """Band structure and DOS: distances in 1/Å, frequencies in THz (the core's BandData)."""
     verdict = _verdict_with(session, candidate, "bands_path")
     return Response(store.read_bytes(verdict.bands_path), media_type="application/json")
 
 
-@router.get("/{candidate_id}/band_structure.png", response_class=Response,
-            responses={200: {"content": {"image/png": {}}}, 404: {"description": "No phonons yet"}})
+@router.get(
+    "/{candidate_id}/band_structure.png",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}, 404: {"description": "No phonons yet"}},
+)
 def read_band_structure_png(candidate: CandidateDep, session: SessionDep, store: StoreDep) -> Response:
     """Band structure + DOS plot, drawn on request from the stored data."""
     from workers.screening.report.plots import plot_band_structure  # matplotlib only when asked
@@ -103,12 +124,19 @@ def _verdict_with(session, candidate: Candidate, attribute: str) -> Verdict:
 
 def get_candidate_out(candidate: Candidate, screening: Screening | None, verdict: Verdict | None) -> CandidateOut:
     return CandidateOut(
-        id=candidate.id, batch_id=candidate.batch_id, name=candidate.name,
+        id=candidate.id,
+        batch_id=candidate.batch_id,
+        name=candidate.name,
         generator=candidate.generator.name if candidate.generator else None,
-        source_file=candidate.source_file, source_index=candidate.source_index,
-        reduced_formula=candidate.reduced_formula, elements=candidate.elements, n_sites=candidate.n_sites,
-        spacegroup_number=candidate.spacegroup_number, spacegroup_symbol=candidate.spacegroup_symbol,
-        crystal_system=candidate.crystal_system, fingerprint=candidate.fingerprint,
+        source_file=candidate.source_file,
+        source_index=candidate.source_index,
+        reduced_formula=candidate.reduced_formula,
+        elements=candidate.elements,
+        n_sites=candidate.n_sites,
+        spacegroup_number=candidate.spacegroup_number,
+        spacegroup_symbol=candidate.spacegroup_symbol,
+        crystal_system=candidate.crystal_system,
+        fingerprint=candidate.fingerprint,
         # the queries hand a duplicate the screening it links to, which belongs to another candidate
         duplicate_of=screening.candidate_id if screening and screening.candidate_id != candidate.id else None,
         status=screening.status if screening else None,
@@ -118,12 +146,22 @@ def get_candidate_out(candidate: Candidate, screening: Screening | None, verdict
 
 def get_verdict_out(verdict: Verdict) -> VerdictOut:
     return VerdictOut(
-        verdict=verdict.verdict, reason=verdict.reason, stable_phononbench=verdict.stable_phononbench,
+        verdict=verdict.verdict,
+        reason=verdict.reason,
+        stable_phononbench=verdict.stable_phononbench,
         min_frequency_thz=verdict.min_frequency_thz,
-        worst_mode=WorstMode(frequency_thz=verdict.min_frequency_thz, qpoint=verdict.worst_qpoint,
-                             branch=verdict.worst_branch, q_norm_inv_angstrom=verdict.worst_q_norm_inv_angstrom),
-        spacegroup_after=verdict.spacegroup_after, spacegroup_number=verdict.spacegroup_number,
-        crystal_system=verdict.crystal_system, energy_per_atom_ev=verdict.energy_per_atom_ev,
-        formula=verdict.formula, potential=verdict.potential_name, potential_warning=verdict.potential_warning,
+        worst_mode=WorstMode(
+            frequency_thz=verdict.min_frequency_thz,
+            qpoint=verdict.worst_qpoint,
+            branch=verdict.worst_branch,
+            q_norm_inv_angstrom=verdict.worst_q_norm_inv_angstrom,
+        ),
+        spacegroup_after=verdict.spacegroup_after,
+        spacegroup_number=verdict.spacegroup_number,
+        crystal_system=verdict.crystal_system,
+        energy_per_atom_ev=verdict.energy_per_atom_ev,
+        formula=verdict.formula,
+        potential=verdict.potential_name,
+        potential_warning=verdict.potential_warning,
         settings_hash=verdict.settings_hash,
     )

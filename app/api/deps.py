@@ -21,7 +21,8 @@ def get_db(request: Request) -> Iterator[Session]:
         yield session
 
 
-def get_settings(request: Request) -> Settings:
+def get_app_settings(request: Request) -> Settings:
+    """The settings the app was created with (read once at start-up by `app.config.get_settings`)."""
     return request.app.state.settings
 
 
@@ -34,7 +35,7 @@ def get_celery(request: Request) -> Celery:
 
 
 SessionDep = Annotated[Session, Depends(get_db)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 StoreDep = Annotated[ArtifactStore, Depends(get_store)]
 CeleryDep = Annotated[Celery, Depends(get_celery)]
 

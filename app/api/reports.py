@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from app.api.deps import SessionDep
 from app.schemas import ReportRow, StabilityReport
 from models.queries import get_stability_report
+from workers.screening.report.summary import stability_rates
 
 router = APIRouter(prefix="/reports", tags=["reports"])
 
@@ -19,15 +20,30 @@ def read_stability(
     group_by: Literal["generator", "crystal_system", "space_group"] = "generator",
     batch_id: int | None = None,
 ) -> StabilityReport:
-    """Per group: submitted, screened, relaxed, stable, and the stability rate."""
-    rows = [_row(r.group, r.submitted, r.screened, r.relaxed, r.stable, r.stable_phononbench)
-            for r in get_stability_report(session, group_by=group_by, batch_id=batch_id)]
-    total = _row("all", *(sum(getattr(r, f) for r in rows)
-                          for f in ("submitted", "screened", "relaxed", "stable", "stable_phononbench")))
+    """Per group: submitted, screened, relaxed, stable, and the stability rates (stable/all,
+    stable/relaxed, PhononBench/all: the definitions the CLI's summary uses)."""
+    rows = [
+        _row(r.group, r.submitted, r.screened, r.relaxed, r.stable, r.stable_phononbench)
+        for r in get_stability_report(session, group_by=group_by, batch_id=batch_id)
+    ]
+    total = _row(
+        "all",
+        *(
+            sum(getattr(r, f) for r in rows)
+            for f in ("submitted", "screened", "relaxed", "stable", "stable_phononbench")
+        ),
+    )
     return StabilityReport(group_by=group_by, rows=rows, total=total)
 
 
 def _row(group: str, submitted: int, screened: int, relaxed: int, stable: int, stable_pb: int) -> ReportRow:
-    return ReportRow(group=group, submitted=submitted, screened=screened, relaxed=relaxed, stable=stable,
-                     stable_phononbench=stable_pb, rate=round(stable / screened, 4) if screened else None,
-                     rate_phononbench=round(stable_pb / screened, 4) if screened else None)
+    rates = stability_rates(n=submitted, n_relaxed=relaxed, n_stable=stable, n_stable_phononbench=stable_pb)
+    return ReportRow(
+        group=group,
+        submitted=submitted,
+        screened=screened,
+        relaxed=relaxed,
+        stable=stable,
+        stable_phononbench=stable_pb,
+        **rates.as_dict(),
+    )

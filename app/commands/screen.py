@@ -6,14 +6,20 @@ import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 
 import click
 
 if TYPE_CHECKING:
-    from workers.screening.types import StructureRecord
+    from app.outputs import OutputFolder
+    from workers.screening.parallel import Layout, PotentialSpec
+    from workers.screening.potentials import LoadedPotential
+    from workers.screening.protocols import ProtocolSettings
+    from workers.screening.types import ScreeningResult, StructureRecord
 
-from workers.screening.potentials.registry import POTENTIAL_NAMES  # light: torch loads only with a model
+from app.config import Settings
+from workers.screening.potentials import COMPILE_MODES, POTENTIAL_NAMES  # light: torch loads only with a model
+from workers.screening.protocols import PROTOCOLS
 
 _EPILOG = """\b
 Examples:
@@ -33,10 +39,11 @@ Written to --out:
   results.csv        one row per structure: name, verdict, reason, stable_phononbench, formula,
                      space groups, worst mode (THz, q-point, branch), relax steps/force, energy,
                      supercell, timings, potential, protocol, warnings
-  relaxed/*.cif      relaxed structures
-  plots/*.png        band structure + DOS per structure (imaginary modes below 0, shaded)
-  bands/*.json       the band-structure and DOS data behind each plot
-  summary.json/.txt  counts and stability rates, overall, by crystal system and by space group
+  structures/NAME/   per structure: relaxed.cif, band_structure.png (band structure + DOS,
+                     imaginary modes below 0, shaded), bands.json (the data behind the plot),
+                     phonopy_params.yaml.xz (with --keep-force-constants)
+  summary.json/.txt  counts and stability rates (stable/all, stable/relaxed), overall, by crystal
+                     system and by space group
 
 \b
 Verdicts: stable, unstable (reason optical/acoustic/elastic), relax_failed, failed (with the
@@ -46,27 +53,29 @@ whatever the verdicts; it is nonzero only for usage errors and an unavailable po
 """
 
 
+def _default(field: str) -> str:
+    """The built-in default of a Settings field, for --help (the value used is read at run time)."""
+    return str(Settings.model_fields[field].default)
+
+
 @click.command("screen", epilog=_EPILOG, context_settings={"max_content_width": 100})
-@click.argument(
-    "paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path)
-)
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--protocol",
-    type=click.Choice(["default", "phononbench"]),
-    default="default",
-    show_default=True,
+    type=click.Choice(sorted(PROTOCOLS)),
+    default=None,
     help="default: primitive cell, near-cubic supercell >= 10 Å, path + mesh + commensurate "
     "q-points, elastic check of acoustic dips. phononbench: the published PhononBench loop "
-    "exactly (input cell, 2x2x2, path only, -1e-3 THz).",
+    f"exactly (input cell, 2x2x2, path only, -1e-3 THz). [PHONONSCREEN_PROTOCOL, else {_default('protocol')}]",
 )
 @click.option(
     "--potential",
     type=click.Choice(POTENTIAL_NAMES),
-    default="auto",
-    show_default=True,
+    default=None,
     help="Interatomic potential. auto = mattersim-v1.0.0-5m when its weights are on this machine, "
     "else sevennet-0 (with a warning stored on every verdict). A named MatterSim potential "
-    "whose weights are missing stops with a message saying how to get them.",
+    "whose weights are missing stops with a message saying how to get them. "
+    f"[PHONONSCREEN_POTENTIAL, else {_default('potential')}]",
 )
 @click.option(
     "--potential-checkpoint",
@@ -77,10 +86,10 @@ whatever the verdicts; it is nonzero only for usage errors and an unavailable po
 )
 @click.option(
     "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
-    default="auto",
-    show_default=True,
-    help="Where the potential runs; auto = cuda when a GPU is visible.",
+    type=click.Choice(get_args(Settings.model_fields["device"].annotation)),
+    default=None,
+    help="Where the potential runs; auto = cuda when a GPU is visible. "
+    f"[PHONONSCREEN_DEVICE, else {_default('device')}]",
 )
 @click.option(
     "--out",
@@ -93,10 +102,9 @@ whatever the verdicts; it is nonzero only for usage errors and an unavailable po
 @click.option(
     "--max-atoms",
     type=click.IntRange(min=1),
-    default=200,
-    show_default=True,
+    default=None,
     help="Structures with more sites than this in the input cell are reported as failed "
-    "(too_many_atoms) instead of screened.",
+    f"(too_many_atoms) instead of screened. [PHONONSCREEN_MAX_ATOMS, else {_default('max_atoms')}]",
 )
 @click.option(
     "--limit",
@@ -115,41 +123,39 @@ whatever the verdicts; it is nonzero only for usage errors and an unavailable po
     "--jobs",
     "-j",
     type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Worker processes, each with its own copy of the potential and one torch thread. On a "
-    "CPU, one per core gives the most structures per hour (measured: see benchmarks/README.md); "
-    "on a GPU keep 1.",
+    default=None,
+    help="Worker processes, each with its own copy of the potential. Default: the measured layout, "
+    "one 1-thread process per core on a CPU (see benchmarks/README.md), one on a GPU.",
 )
 @click.option(
     "--compile",
     "compile_mode",
-    type=click.Choice(["auto", "on", "off"]),
-    default="auto",
-    show_default=True,
-    envvar="PHONONSCREEN_COMPILE",
-    help="Run the potential through torch.compile [PHONONSCREEN_COMPILE]. auto = SevenNet on a CPU with a C++ compiler "
-    "(faster per force call, same forces to ~3e-6 eV/Å: benchmarks/compile_forces.py; compiled once per "
-    "machine, ~2 min, then loaded from PHONONSCREEN_COMPILE_CACHE in seconds). off = eager, as PhononBench ran.",
+    type=click.Choice(COMPILE_MODES),
+    default=None,
+    help="Run the potential through torch.compile. auto = where it pays: SevenNet on a CPU with a C++ "
+    "compiler, and only when the run's work (atoms summed over the structures to screen, per process) "
+    "exceeds the measured break-even, which is far lower when this machine has saved the compiled graph "
+    "before (PHONONSCREEN_COMPILE_CACHE). on = always, off = eager, as PhononBench ran. "
+    f"[PHONONSCREEN_COMPILE, else {_default('compile')}]",
 )
 @click.option(
     "--keep-force-constants",
     is_flag=True,
-    help="Also write force_constants/<name>.phonopy_params.yaml.xz (structure, displacements, "
-    "forces and force constants; open with phonopy.load).",
+    help="Also write structures/NAME/phonopy_params.yaml.xz (structure, displacements, forces and "
+    "force constants; open with phonopy.load).",
 )
 def screen(
     paths: tuple[Path, ...],
-    protocol: str,
-    potential: str,
+    protocol: str | None,
+    potential: str | None,
     potential_checkpoint: Path | None,
-    device: str,
+    device: str | None,
     out_dir: Path,
-    max_atoms: int,
+    max_atoms: int | None,
     limit: int | None,
     generator: str | None,
-    jobs: int,
-    compile_mode: str,
+    jobs: int | None,
+    compile_mode: str | None,
     keep_force_constants: bool,
 ) -> None:
     """Screen crystal structures in PATH... for dynamical stability.
@@ -158,46 +164,36 @@ def screen(
     computed with phonopy across the Brillouin zone, and it gets a verdict; see the files
     written below.
     """
+    from app.commands import settings_or_fail
+
+    settings = settings_or_fail()
+    protocol = protocol or settings.protocol
+    potential = potential or settings.potential
     # Heavy imports (torch, phonopy, pymatgen) only once we know the command runs: --help stays fast.
-    from workers.screening.potentials.compiled import compile_decision
     from app.outputs import OutputFolder
-    from workers.screening.potentials.registry import (
-        PotentialUnavailableError,
-        load_potential,
-        resolve_device,
-        resolved_name,
-    )
+    from workers.screening.parallel import PotentialSpec
+    from workers.screening.potentials import PotentialUnavailableError, load_potential, resolve_device
     from workers.screening.protocols import get_protocol
     from workers.screening.report.summary import format_summary
 
-    settings = get_protocol(protocol)
-    settings_hash = settings.settings_hash()
+    protocol_settings = get_protocol(protocol)
+    settings_hash = protocol_settings.settings_hash()
+    dev = resolve_device(device or settings.device)
     try:
-        will_compile = compile_decision(
-            resolved_name(potential, potential_checkpoint), device=resolve_device(device), mode=compile_mode
-        )[0]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the fallback warning is printed below, once
-            # Eager first: the provenance and the element list are all that ingest needs, and
-            # nothing is compiled for a run with nothing to screen. With --jobs > 1 every worker
-            # process loads (and compiles) its own model.
-            loaded = load_potential(potential, device=device, checkpoint=potential_checkpoint, compile="off")
+            # Eager: the provenance and the element list are all that ingest needs.
+            loaded = load_potential(potential, device=dev, checkpoint=potential_checkpoint, compile="off")
     except PotentialUnavailableError as exc:
         raise click.ClickException(str(exc)) from None
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     if loaded.info.warning:
         click.echo(f"warning: {loaded.info.warning}", err=True)
-    execution = ("torch.compile" if will_compile else "eager") + (" in each worker" if jobs > 1 else "")
-    click.echo(
-        f"potential {loaded.info.name} ({loaded.info.version}, {loaded.info.device}, {execution}); "
-        f"protocol {settings.name} [{settings_hash}]",
-        err=True,
-    )
 
     out = OutputFolder(out_dir)
     records = list(
-        _ingest(paths, out_root=out.root, max_atoms=max_atoms, elements=loaded.elements)
+        _ingest(paths, out_root=out.root, max_atoms=max_atoms or settings.max_atoms, elements=loaded.elements)
     )
     if not records:
         raise click.UsageError("no structure files found in " + ", ".join(map(str, paths)))
@@ -207,86 +203,107 @@ def screen(
     n_skipped = len(records) - len(todo)
     if limit is not None:
         todo = todo[:limit]
+    layout = _layout(dev, jobs)
+    try:
+        compile_now, why = _compile_choice(
+            compile_mode or settings.compile,
+            todo=todo,
+            layout=layout,
+            loaded=loaded,
+            potential=potential,
+            checkpoint=potential_checkpoint,
+            compile_cache=settings.compile_cache,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     click.echo(
-        f"{len(records)} structures; {n_skipped} already done in {out.root}; screening {len(todo)}",
+        f"potential {loaded.info.name} ({loaded.info.version}, {loaded.info.device}, "
+        f"{'torch.compile' if compile_now else 'eager'}: {why}); protocol {protocol_settings.name} "
+        f"[{settings_hash}]; {layout.processes} process(es) x {layout.threads_per_process} thread(s)",
         err=True,
     )
-    if jobs == 1 and will_compile and any(r.ok for r in todo):  # failed reads need no model
-        click.echo(
-            "compiling the potential (torch.compile: loaded in seconds when this machine has compiled it "
-            "before, about 2 minutes the first time; --compile off skips it)...",
-            err=True,
-        )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            loaded = load_potential(potential, device=device, checkpoint=potential_checkpoint, compile=compile_mode)
-
+    click.echo(f"{len(records)} structures; {n_skipped} already done in {out.root}; screening {len(todo)}", err=True)
+    spec = PotentialSpec(
+        name=potential, device=dev, checkpoint=str(potential_checkpoint) if potential_checkpoint else None,
+        compile="on" if compile_now else "off", compile_cache=settings.compile_cache,
+    )  # fmt: skip
     wanted = {key_of(r.name) for r in records}
     try:
         n_stable = _run(
-            todo, out=out, settings=settings, loaded=loaded, generator=generator, jobs=jobs,
-            checkpoint=str(potential_checkpoint) if potential_checkpoint else None, keep_fc=keep_force_constants,
-            compile_mode=compile_mode,
-        )
+            todo, out=out, protocol=protocol_settings, potential=spec, layout=layout, generator=generator,
+            keep_fc=keep_force_constants,
+        )  # fmt: skip
     except KeyboardInterrupt:
         out.write_tables(keys=wanted)  # results.jsonl already has every finished structure
         click.echo("\ninterrupted; finished structures are saved, re-run to continue", err=True)
         sys.exit(130)
     summary = out.write_tables(keys=wanted)
-    click.echo(f"\nSummary ({summary['n']} structures, protocol {settings.name}, potential {loaded.info.name})")
+    click.echo(
+        f"\nSummary ({summary['n']} structures, protocol {protocol_settings.name}, potential {loaded.info.name})"
+    )
     click.echo(format_summary(summary), nl=False)
     click.echo(
         f"\n{n_stable} of {len(todo)} screened now are stable. Results in {out.root}/ "
-        "(results.csv, results.jsonl, summary.txt, plots/, relaxed/, bands/)"
+        "(results.csv, results.jsonl, summary.txt, structures/)"
     )
 
 
+def _layout(device: str, jobs: int | None) -> Layout:
+    """The measured layout for `device`, or `jobs` processes sharing the cores."""
+    import os
+
+    from workers.screening.parallel import Layout
+
+    if jobs is None:
+        return Layout.for_device(device)
+    cores = os.cpu_count() or 1
+    return Layout(processes=jobs, threads_per_process=max(1, cores // jobs) if device == "cpu" else min(cores, 4))
+
+
+def _compile_choice(
+    mode: str,
+    *,
+    todo: list[StructureRecord],
+    layout: Layout,
+    loaded: LoadedPotential,
+    potential: str,
+    checkpoint: Path | None,
+    compile_cache: Path,
+) -> tuple[bool, str]:
+    """(compile?, why): `on`/`off` as asked; `auto` where the compiler works and the run's work pays for it."""
+    from workers.screening.potentials.compiled import compile_decision, compile_pays
+    from workers.screening.potentials.registry import saved_graph_exists
+
+    possible, why = compile_decision(loaded.info.name, device=loaded.info.device, mode=mode)
+    if mode != "auto" or not possible:
+        return possible, why
+    work = sum(len(r.structure) for r in todo if r.ok and r.structure is not None)
+    per_process = work / max(1, min(layout.processes, len(todo)))
+    saved = saved_graph_exists(potential, device=loaded.info.device, checkpoint=checkpoint, compile_cache=compile_cache)
+    return compile_pays(work_atoms=per_process, graph_saved=saved)
+
+
 def _run(
-    todo, *, out, settings, loaded, generator: str | None, jobs: int = 1, checkpoint: str | None = None,
-    keep_fc: bool = False, compile_mode: str = "auto",
+    todo: list[StructureRecord],
+    *,
+    out: OutputFolder,
+    protocol: ProtocolSettings,
+    potential: PotentialSpec,
+    layout: Layout,
+    generator: str | None,
+    keep_fc: bool,
 ) -> int:
-    """Screen one record at a time, so the bar and results.jsonl advance per structure."""
+    """The whole list to the pipeline (in this process or `layout.processes`); each result is
+    written and counted here as it finishes, so the bar and results.jsonl advance per structure."""
     from tqdm import tqdm
 
-    from workers.screening.pipeline import screen_structures
-
-    if jobs > 1 and len(todo) > 1:
-        return _run_parallel(
-            todo, out=out, settings=settings, loaded=loaded, generator=generator, jobs=jobs, checkpoint=checkpoint,
-            keep_fc=keep_fc, compile_mode=compile_mode,
-        )
-    n_stable = 0
-    bar = tqdm(todo, unit="structure", file=sys.stderr, dynamic_ncols=True, disable=not todo)
-    try:
-        for record in bar:
-            bar.set_postfix_str(f"{_short(record.name)} | stable {n_stable}", refresh=True)
-            with warnings.catch_warnings():
-                # pymatgen/phonopy chatter would tear the bar apart; each result keeps its own.
-                warnings.simplefilter("ignore")
-                (result,) = screen_structures([record], protocol=settings, potential=loaded, keep_force_constants=keep_fc)
-            n_stable += result.verdict == "stable"
-            out.write_result(result, source=record.source, generator=generator)
-            bar.set_postfix_str(f"{_short(record.name)}: {result.verdict} | stable {n_stable}")
-            if result.verdict == "failed":
-                bar.write(f"{record.name}: failed ({result.reason})", file=sys.stderr)
-    finally:
-        bar.close()
-    return n_stable
-
-
-def _run_parallel(
-    todo, *, out, settings, loaded, generator, jobs: int, checkpoint: str | None, keep_fc: bool, compile_mode: str
-) -> int:
-    """`jobs` processes; results are written and counted here, in the parent, as they finish."""
-    from tqdm import tqdm
-
-    from workers.screening.parallel import Layout, screen_parallel
+    from workers.screening.parallel import screen_parallel
 
     sources = {r.name: r.source for r in todo}
     counts = {"stable": 0}
-    bar = tqdm(total=len(todo), unit="structure", file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(total=len(todo), unit="structure", file=sys.stderr, dynamic_ncols=True, disable=not todo)
 
-    def finished(result) -> None:
+    def finished(result: ScreeningResult) -> None:
         counts["stable"] += result.verdict == "stable"
         out.write_result(result, source=sources[result.name], generator=generator)
         bar.update(1)
@@ -294,13 +311,21 @@ def _run_parallel(
         if result.verdict == "failed":
             bar.write(f"{result.name}: failed ({result.reason})", file=sys.stderr)
 
+    if layout.processes <= 1 and potential.compile == "on" and any(r.ok for r in todo):
+        bar.write(
+            "compiling the potential (seconds with a saved graph, about 2 minutes the first time)...", file=sys.stderr
+        )
     try:
         with warnings.catch_warnings():
+            # pymatgen/phonopy chatter would tear the bar apart; each result keeps its own.
             warnings.simplefilter("ignore")
             screen_parallel(
-                todo, protocol=settings, potential_name=loaded.info.name, device=loaded.info.device,
-                checkpoint=checkpoint, layout=Layout(processes=jobs, threads_per_process=1), progress=finished,
-                keep_force_constants=keep_fc, compile=compile_mode,
+                todo,
+                protocol=protocol,
+                potential=potential,
+                layout=layout,
+                progress=finished,
+                keep_force_constants=keep_fc,
             )
     finally:
         bar.close()
@@ -337,11 +362,7 @@ def _excluded(record: StructureRecord, *, root: Path, out_root: Path) -> bool:
     if inside and (record.name == inside or record.name.startswith(inside + "/")):
         return True
     # In a directory, a file no parser claims is not an input (an archive member still is one).
-    return (
-        record.error is not None
-        and record.error.code == "unsupported_format"
-        and ":" not in record.name
-    )
+    return record.error is not None and record.error.code == "unsupported_format" and ":" not in record.name
 
 
 def _unique(record: StructureRecord, seen: dict[str, str]) -> StructureRecord:

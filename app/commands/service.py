@@ -10,23 +10,18 @@ from pathlib import Path
 
 import click
 
-
-def _settings():
-    from pydantic import ValidationError
-
-    from app.config import get_settings
-
-    try:
-        return get_settings()
-    except ValidationError as exc:  # fail fast, naming every bad variable
-        raise click.ClickException(f"invalid settings:\n{exc}") from None
+from app.commands import settings_or_fail
 
 
 @click.command()
 @click.option("--port", type=int, default=None, help="API port [PHONONSCREEN_API_PORT, 8000].")
 @click.option("--host", default=None, help="Bind address [PHONONSCREEN_API_HOST, 127.0.0.1].")
-@click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Data folder [PHONONSCREEN_HOME, the user data directory].")
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Data folder [PHONONSCREEN_HOME, the user data directory].",
+)
 def serve(port: int | None, host: str | None, home: Path | None) -> None:
     """Run everything on this machine: SQLite, a serverless broker, one worker and the API.
 
@@ -40,7 +35,7 @@ def serve(port: int | None, host: str | None, home: Path | None) -> None:
 
     if home is not None:
         os.environ["PHONONSCREEN_HOME"] = str(home.resolve())
-    settings = _settings()
+    settings = settings_or_fail()
     settings.home.mkdir(parents=True, exist_ok=True)
     upgrade_database(settings.resolved_database_url)
     click.echo(f"phononscreen: data in {settings.home}")
@@ -83,46 +78,91 @@ def api(port: int | None, host: str | None, workers: int) -> None:
     """Run the HTTP API only (the database must be migrated: `phononscreen db upgrade`)."""
     import uvicorn
 
-    settings = _settings()
-    uvicorn.run("app.main:create_app", factory=True, host=host or settings.api_host,
-                port=port or settings.api_port, workers=workers)
+    settings = settings_or_fail()
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        workers=workers,
+    )
 
 
 @click.command()
-@click.option("--queues", "-Q", default="screen,default", show_default=True,
-              help="Comma-separated: `screen` (heavy, GPU workers) and/or `default` (bookkeeping).")
-@click.option("--concurrency", "-c", type=int, default=None,
-              help="Worker processes [PHONONSCREEN_WORKER_CONCURRENCY; default: one 1-thread process per core on a CPU, one per GPU].")
-@click.option("--pool", "-P", type=click.Choice(["prefork", "solo", "threads"]), default="prefork",
-              show_default=True, help="prefork enforces the hard time limit; solo runs in this process.")
+@click.option(
+    "--queues",
+    "-Q",
+    default="screen,default",
+    show_default=True,
+    help="Comma-separated: `screen` (heavy, GPU workers) and/or `default` (bookkeeping).",
+)
+@click.option(
+    "--concurrency",
+    "-c",
+    type=int,
+    default=None,
+    help="Worker processes [PHONONSCREEN_WORKER_CONCURRENCY; default: one 1-thread process per core on a CPU, "
+    "one per GPU].",
+)
+@click.option(
+    "--pool",
+    "-P",
+    type=click.Choice(["prefork", "solo", "threads"]),
+    default="prefork",
+    show_default=True,
+    help="prefork enforces the hard time limit; solo runs in this process.",
+)
 @click.option("--hostname", "-n", default=None, help="Celery node name (default phononscreen-PID@host).")
 @click.option("--loglevel", "-l", default="INFO", show_default=True)
 def worker(queues: str, concurrency: int | None, pool: str, hostname: str | None, loglevel: str) -> None:
     """Run a Celery worker that screens candidates (loads the potential once per process)."""
     from workers.celery_app import configure_celery
-    from workers.service import WorkerConfig, configure_worker
+    from workers.runtime import WorkerConfig, configure_worker
 
-    settings = _settings()
-    configure_worker(WorkerConfig(database_url=settings.resolved_database_url,
-                                  artifacts_dir=settings.resolved_artifacts_dir, device=settings.device,
-                                  compile=settings.compile, keep_force_constants=settings.keep_force_constants))
-    app = configure_celery(broker_url=settings.resolved_broker_url, soft_time_limit_s=settings.task_soft_time_limit_s,
-                           time_limit_s=settings.task_time_limit_s)
-    import workers.tasks  # noqa: F401  - registers the task bodies in this process only
+    settings = settings_or_fail()
+    configure_worker(
+        WorkerConfig(
+            database_url=settings.resolved_database_url,
+            artifacts_dir=settings.resolved_artifacts_dir,
+            device=settings.device,
+            compile=settings.compile,
+            compile_cache=settings.compile_cache,
+            keep_force_constants=settings.keep_force_constants,
+        )
+    )
+    app = configure_celery(
+        broker_url=settings.resolved_broker_url,
+        soft_time_limit_s=settings.task_soft_time_limit_s,
+        time_limit_s=settings.task_time_limit_s,
+    )
     from workers.screening.parallel import Layout
 
     layout = Layout.for_device(_device(settings.device))
     processes = concurrency or settings.worker_concurrency or layout.processes
     # torch reads these when it is first imported, in the pool's children: set them before.
-    threads = layout.threads_per_process if processes == layout.processes else max(1, (os.cpu_count() or 1) // processes)
+    threads = (
+        layout.threads_per_process if processes == layout.processes else max(1, (os.cpu_count() or 1) // processes)
+    )
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     click.echo(f"worker layout: {processes} process(es) x {os.environ['OMP_NUM_THREADS']} torch thread(s)", err=True)
-    app.worker_main([
-        "worker", "--queues", queues, "--concurrency", str(processes),
-        "--pool", pool, "--hostname", hostname or f"phononscreen-{os.getpid()}@%h", "--loglevel", loglevel,
-        "--without-gossip", "--without-mingle",
-    ])
+    app.worker_main(
+        [
+            "worker",
+            "--queues",
+            queues,
+            "--concurrency",
+            str(processes),
+            "--pool",
+            pool,
+            "--hostname",
+            hostname or f"phononscreen-{os.getpid()}@%h",
+            "--loglevel",
+            loglevel,
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
 
 
 def _device(device: str) -> str:
@@ -146,7 +186,7 @@ def db_upgrade(revision: str) -> None:
     """Create or upgrade the database at DATABASE_URL (or the embedded SQLite file)."""
     from migrations import upgrade_database
 
-    settings = _settings()
+    settings = settings_or_fail()
     upgrade_database(settings.resolved_database_url, revision=revision)
     click.echo(f"database at {_redact(settings.resolved_database_url)} is at {revision}")
 
@@ -157,7 +197,7 @@ def db_downgrade(revision: str) -> None:
     """Downgrade the database schema to REVISION."""
     from migrations import downgrade_database
 
-    settings = _settings()
+    settings = settings_or_fail()
     downgrade_database(settings.resolved_database_url, revision=revision)
     click.echo(f"database at {_redact(settings.resolved_database_url)} downgraded to {revision}")
 

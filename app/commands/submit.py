@@ -10,15 +10,27 @@ import click
 
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--url", default="http://127.0.0.1:8000", show_default=True, envvar="PHONONSCREEN_URL",
-              help="Base URL of the service [PHONONSCREEN_URL].")
+@click.option(
+    "--url",
+    default="http://127.0.0.1:8000",
+    show_default=True,
+    envvar="PHONONSCREEN_URL",
+    help="Base URL of the service [PHONONSCREEN_URL].",
+)
 @click.option("--generator", "-g", default=None, help="Name of the generative model that made them.")
 @click.option("--protocol", default=None, help="default | phononbench (server default if omitted).")
 @click.option("--potential", default=None, help="auto | sevennet-0 | ... (server default if omitted).")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Follow progress until done.")
 @click.option("--timeout", type=float, default=None, help="Give up waiting after this many seconds.")
-def submit(paths: tuple[Path, ...], url: str, generator: str | None, protocol: str | None,
-           potential: str | None, wait: bool, timeout: float | None) -> None:
+def submit(
+    paths: tuple[Path, ...],
+    url: str,
+    generator: str | None,
+    protocol: str | None,
+    potential: str | None,
+    wait: bool,
+    timeout: float | None,
+) -> None:
     """Upload PATHS (files or folders of structure files) as one batch, then show its verdicts."""
     import httpx
 
@@ -44,8 +56,11 @@ def submit(paths: tuple[Path, ...], url: str, generator: str | None, protocol: s
 
 def _files_under(folder: Path):
     # a folder of structures usually carries a README; it is not a structure
-    return (p for p in folder.rglob("*")
-            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() not in (".md", ".txt"))
+    return (
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() not in (".md", ".txt")
+    )
 
 
 def follow_batch(client, *, batch_id: int, timeout_s: float | None, poll_s: float = 2.0) -> dict:
@@ -72,8 +87,11 @@ def format_summary(client, *, batch: dict) -> str:
     """A plain-text table of the batch's candidates and verdicts, then the counts."""
     items, page = [], 1
     while True:
-        data = client.get("/api/v1/candidates", params={"batch_id": batch["id"], "per_page": 500,
-                                                        "page": page}).raise_for_status().json()
+        data = (
+            client.get("/api/v1/candidates", params={"batch_id": batch["id"], "per_page": 500, "page": page})
+            .raise_for_status()
+            .json()
+        )
         items += data["items"]
         if len(items) >= data["total"] or not data["items"]:
             break
@@ -82,10 +100,14 @@ def format_summary(client, *, batch: dict) -> str:
     for item in items:
         v = item["verdict"] or {}
         freq = v.get("min_frequency_thz")
-        lines.append(f"{item['id']:>6}  {item['name'][:32]:<32} {item['reduced_formula'][:12]:<12} "
-                     f"{v.get('verdict') or item['status'] or '-':<13} "
-                     f"{'' if freq is None else f'{freq:.3f}':>8}  {v.get('spacegroup_after') or ''}")
+        lines.append(
+            f"{item['id']:>6}  {item['name'][:32]:<32} {item['reduced_formula'][:12]:<12} "
+            f"{v.get('verdict') or item['status'] or '-':<13} "
+            f"{'' if freq is None else f'{freq:.3f}':>8}  {v.get('spacegroup_after') or ''}"
+        )
     c = batch["counts"]
-    lines.append(f"stable {c['stable']}, unstable {c['unstable']}, relax_failed {c['relax_failed']}, "
-                 f"failed {c['verdict_failed'] + c['failed']} of {batch['accepted']} screened")
+    lines.append(
+        f"stable {c['stable']}, unstable {c['unstable']}, relax_failed {c['relax_failed']}, "
+        f"failed {c['verdict_failed'] + c['failed']} of {batch['accepted']} screened"
+    )
     return "\n".join(lines)

@@ -10,18 +10,23 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0002'
-down_revision = '0001'
+revision = "0002"
+down_revision = "0001"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('screenings', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('duplicate_of_id', sa.Integer(), nullable=True))
-        batch_op.create_foreign_key(batch_op.f('fk_screenings_duplicate_of_id_screenings'), 'screenings',
-                                    ['duplicate_of_id'], ['id'], ondelete='SET NULL')
-        batch_op.create_index(batch_op.f('ix_screenings_duplicate_of_id'), ['duplicate_of_id'], unique=False)
+    with op.batch_alter_table("screenings", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("duplicate_of_id", sa.Integer(), nullable=True))
+        batch_op.create_foreign_key(
+            batch_op.f("fk_screenings_duplicate_of_id_screenings"),
+            "screenings",
+            ["duplicate_of_id"],
+            ["id"],
+            ondelete="SET NULL",
+        )
+        batch_op.create_index(batch_op.f("ix_screenings_duplicate_of_id"), ["duplicate_of_id"], unique=False)
     _recompute_fingerprints()
 
 
@@ -30,28 +35,48 @@ def _recompute_fingerprints() -> None:
     import json
 
     connection = op.get_bind()
-    candidates = sa.table('candidates', sa.column('id', sa.Integer), sa.column('structure', sa.JSON),
-                          sa.column('fingerprint', sa.String))
+    candidates = sa.table(
+        "candidates", sa.column("id", sa.Integer), sa.column("structure", sa.JSON), sa.column("fingerprint", sa.String)
+    )
     last = 0
     while True:  # in pages, so a large table never sits in memory at once
-        rows = connection.execute(sa.select(candidates.c.id, candidates.c.structure)
-                                  .where(candidates.c.id > last).order_by(candidates.c.id).limit(500)).all()
+        rows = connection.execute(
+            sa.select(candidates.c.id, candidates.c.structure)
+            .where(candidates.c.id > last)
+            .order_by(candidates.c.id)
+            .limit(500)
+        ).all()
         if not rows:
             return
         from pymatgen.core import Structure  # only when there are rows: an empty database needs no science
 
-        from workers.screening.dedup import fingerprint
-
         for row_id, structure in rows:
             data = json.loads(structure) if isinstance(structure, str) else structure
-            connection.execute(sa.update(candidates).where(candidates.c.id == row_id)
-                               .values(fingerprint=fingerprint(Structure.from_dict(data))))
+            connection.execute(
+                sa.update(candidates)
+                .where(candidates.c.id == row_id)
+                .values(fingerprint=fingerprint_v1(Structure.from_dict(data)))
+            )
         last = rows[-1][0]
+
+
+def fingerprint_v1(structure) -> str:
+    """The dedup bucket key as this migration wrote it (workers.screening.dedup, FINGERPRINT_VERSION
+    "v1"), frozen here so that replaying the migration later gives the same rows whatever that code
+    becomes: reduced composition + number of sites of the primitive, Niggli-reduced cell, hashed."""
+    import hashlib
+
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    reduced = StructureMatcher._get_reduced_structure(structure, primitive_cell=True, niggli=True)
+    counts = structure.composition.reduced_composition.get_el_amt_dict()
+    species = ",".join(f"{el}{counts[el]:g}" for el in sorted(counts))
+    return hashlib.sha256(f"v1|{species}|{len(reduced)}".encode()).hexdigest()[:32]
 
 
 def downgrade() -> None:
     # fingerprints keep the new key: they are only a lookup hint, and the old code never matched on them
-    with op.batch_alter_table('screenings', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_screenings_duplicate_of_id'))
-        batch_op.drop_constraint(batch_op.f('fk_screenings_duplicate_of_id_screenings'), type_='foreignkey')
-        batch_op.drop_column('duplicate_of_id')
+    with op.batch_alter_table("screenings", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_screenings_duplicate_of_id"))
+        batch_op.drop_constraint(batch_op.f("fk_screenings_duplicate_of_id_screenings"), type_="foreignkey")
+        batch_op.drop_column("duplicate_of_id")

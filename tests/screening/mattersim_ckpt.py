@@ -19,8 +19,6 @@ def write_random_mattersim_checkpoint(path: str | Path, *, seed: int = 0) -> Pat
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    model = M3Gnet(
-        num_blocks=1, units=16, max_l=2, max_n=2, cutoff=5.0, threebody_cutoff=4.0, device="cpu"
-    )
+    model = M3Gnet(num_blocks=1, units=16, max_l=2, max_n=2, cutoff=5.0, threebody_cutoff=4.0, device="cpu")
     Potential(model, device="cpu").save(str(path))
     return path

@@ -7,9 +7,9 @@ import pytest
 from ase.build import bulk
 
 from tests.screening.mattersim_ckpt import write_random_mattersim_checkpoint
+from workers.screening.physics.relax import relax_structure
 from workers.screening.physics.relax_together import relax_batch
 from workers.screening.protocols import DEFAULT, PHONONBENCH
-from workers.screening.physics.relax import relax_structure
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +32,13 @@ def test_batched_equals_serial(mattersim, settings, max_atoms):
     settings = settings.replace(relax_steps_per_cycle=60, relax_max_cycles=2)  # random weights: keep it short
     cells = _cells()
     batched = relax_batch(cells, calculator=mattersim.calculator, settings=settings, max_atoms=max_atoms)
-    for atoms, b in zip(cells, batched):
+    for atoms, b in zip(cells, batched, strict=True):
         s = relax_structure(atoms, calculator=mattersim.calculator, settings=settings)
-        assert (b.summary.steps, b.summary.cycles, b.summary.converged) == (s.summary.steps, s.summary.cycles, s.summary.converged)
+        assert (b.summary.steps, b.summary.cycles, b.summary.converged) == (
+            s.summary.steps,
+            s.summary.cycles,
+            s.summary.converged,
+        )
         np.testing.assert_allclose(b.atoms.cell.array, s.atoms.cell.array, atol=1e-5)
         np.testing.assert_allclose(b.atoms.positions, s.atoms.positions, atol=1e-5)
         assert b.summary.energy_per_atom_ev == pytest.approx(s.summary.energy_per_atom_ev, abs=1e-5)

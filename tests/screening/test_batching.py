@@ -72,7 +72,7 @@ def test_pipeline_verdict_same_batched_or_serial(mattersim):
         for mode in ("serial", "batched")
     }
     assert all(r.extra.get("relax_batched") for r in results["batched"])  # relaxed together
-    for serial, batched in zip(results["serial"], results["batched"]):
+    for serial, batched in zip(results["serial"], results["batched"], strict=True):
         assert serial.verdict == batched.verdict != "failed"
         assert serial.relax.steps == batched.relax.steps
         if serial.min_frequency_thz is not None:

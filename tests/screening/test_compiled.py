@@ -139,7 +139,7 @@ def test_one_graph_field_is_sevennets_own_model() -> None:
 
 
 @pytest.mark.slow
-def test_compiled_sevennet_gives_eager_forces_and_stress(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_compiled_sevennet_gives_eager_forces_and_stress(tmp_path) -> None:
     """The compiled model (one graph, compiled ahead of time) equals eager to float32 rounding in
     a small cell and a 2x2x2 supercell with other elements; it is saved, and a new load reads it
     back instead of compiling; a 1-atom cell (outside the symbolic sizes) runs eager, correctly;
@@ -148,10 +148,9 @@ def test_compiled_sevennet_gives_eager_forces_and_stress(tmp_path, monkeypatch: 
 
     if compiled.cxx_compiler() is None:
         pytest.fail("a C++ compiler is required for the compiled path (g++ is on this project's machines)")
-    monkeypatch.setenv(compiled.CACHE_ENV, str(tmp_path))
     clear_potential_cache()
     eager = load_potential("sevennet-0", device="cpu", compile="off")
-    fast = load_potential("sevennet-0", device="cpu", compile="auto")
+    fast = load_potential("sevennet-0", device="cpu", compile="auto", compile_cache=tmp_path)
     assert eager.info.execution == "eager"
     assert fast.info.execution == "torch.compile" == fast.current_info().execution
     assert fast._compiled.how.startswith("compiled now, saved to " + str(tmp_path))
@@ -165,14 +164,14 @@ def test_compiled_sevennet_gives_eager_forces_and_stress(tmp_path, monkeypatch: 
     assert fast._compiled.eager_calls == 1 and fast.current_info().execution == "torch.compile"
 
     clear_potential_cache()
-    again = load_potential("sevennet-0", device="cpu", compile="auto")
+    again = load_potential("sevennet-0", device="cpu", compile="auto", compile_cache=tmp_path)
     assert again._compiled.how == f"loaded from {saved}"
     atoms = _rattled_cells()[1]
     _assert_same(_evaluate(eager, atoms), _evaluate(again, atoms), len(atoms))
 
     saved.write_bytes(b"not a compiled graph")
     clear_potential_cache()
-    rebuilt = load_potential("sevennet-0", device="cpu", compile="auto")
+    rebuilt = load_potential("sevennet-0", device="cpu", compile="auto", compile_cache=tmp_path)
     assert rebuilt._compiled.how.startswith("compiled now (the saved graph did not load: ")
     assert saved.stat().st_size > 1_000_000
     clear_potential_cache()

@@ -42,8 +42,7 @@ def _copies(structure, rng):
     supercell = structure.copy()
     supercell.make_supercell([[1, 1, 0], [0, 2, 0], [0, 0, 1]])
     supercell.perturb(0.01)
-    return {"rattled": rattled, "rotated": rotated, "shifted": shifted, "permuted": permuted,
-            "supercell": supercell}
+    return {"rattled": rattled, "rotated": rotated, "shifted": shifted, "permuted": permuted, "supercell": supercell}
 
 
 def test_transformed_copies_share_the_key_and_match(diffcsp):
@@ -71,7 +70,13 @@ def test_different_crystals_of_one_formula_do_not_match():
     index.add(diamond, "diamond")
     assert index.find(zincblende) is None and index.find(lonsdaleite) is None
     assert group_duplicates([rocksalt, zincblende, None, diamond, lonsdaleite, rocksalt.copy()]) == [
-        None, None, None, None, None, 0]
+        None,
+        None,
+        None,
+        None,
+        None,
+        0,
+    ]
 
 
 def test_density_is_part_of_identity():
@@ -92,8 +97,11 @@ def test_mattergen_p1_and_symmetrized_pairs_match(shared_data):
     from workers.screening.ingest.read import read_structures
 
     records = {r.name: r for r in read_structures(shared_data / "mattergen_paper" / "cifs.zip")}
-    pairs = [(name, name.replace(".cif", "_symmetrized.cif")) for name in records
-             if not name.endswith("_symmetrized.cif") and name.replace(".cif", "_symmetrized.cif") in records]
+    pairs = [
+        (name, name.replace(".cif", "_symmetrized.cif"))
+        for name in records
+        if not name.endswith("_symmetrized.cif") and name.replace(".cif", "_symmetrized.cif") in records
+    ]
     assert len(pairs) == 386
     # 2 pairs cannot be compared: one is disordered (both files), one symmetrized file has two O
     # sites 0.02 Å apart (symmetrization merged nothing) and is refused at ingest
@@ -106,8 +114,8 @@ def test_mattergen_p1_and_symmetrized_pairs_match(shared_data):
     assert all(found.values())
     # one miss-attribution only, and it is right: random search found MatterGen's HfZnN2 too
     assert {p1: f for p1, f in found.items() if f != p1} == {
-        "cifs.zip:cifs/mattergen/chemical_system/HfZnN2.cif":
-            "cifs.zip:cifs/random_structure_search/chemical_system/HfZnN2.cif"}
+        "cifs.zip:cifs/mattergen/chemical_system/HfZnN2.cif": "cifs.zip:cifs/random_structure_search/chemical_system/HfZnN2.cif"
+    }
     assert sum(g is not None for g in group_duplicates([records[p1].structure for p1, _ in usable])) == 1
 
 
@@ -122,9 +130,14 @@ def test_bucket_key_loses_no_match_on_real_generator_output(diffcsp):
     brute: list[int | None] = []
     for i, s in enumerate(structures):
         volume = s.volume / len(s)
-        found = next((j for j in reps[s.composition.reduced_formula]
-                      if abs(structures[j].volume / len(structures[j]) / volume - 1) <= 0.1
-                      and matcher.fit(s, structures[j])), None)
+        found = next(
+            (
+                j
+                for j in reps[s.composition.reduced_formula]
+                if abs(structures[j].volume / len(structures[j]) / volume - 1) <= 0.1 and matcher.fit(s, structures[j])
+            ),
+            None,
+        )
         brute.append(found)
         if found is None:
             reps[s.composition.reduced_formula].append(i)

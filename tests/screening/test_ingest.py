@@ -91,9 +91,7 @@ def test_crystalformer_csv_gz_of_structure_dict_reprs(shared_data: Path) -> None
     ("folder", "first_id", "formula"),
     [("cdvae_perov5", "3961", "TiOsNOF"), ("cdvae_carbon24", "C-13927-8536-14", "C")],
 )
-def test_csv_with_cif_column_named_by_material_id(
-    shared_data: Path, folder: str, first_id: str, formula: str
-) -> None:
+def test_csv_with_cif_column_named_by_material_id(shared_data: Path, folder: str, first_id: str, formula: str) -> None:
     records = read_structures(shared_data / folder / "test.csv", max_structures=40)
     assert len(records) == 41 and codes(records)["too_large"] == 1 and records[-1].error.code == "too_large"
     assert records[0].name == f"test.csv:{first_id}"
@@ -191,9 +189,7 @@ def test_pt_with_eval_dimension_and_invalid_crystals(tmp_path: Path) -> None:
     lengths = torch.tensor([[[5.431] * 3, [-1.0, 5.0, 5.0], [5.0] * 3]] * 2)
     angles = torch.tensor([[[90.0] * 3, [90.0] * 3, [90.0, math.nan, 90.0]]] * 2)
     data = {
-        "frac_coords": torch.tensor(
-            [[[0, 0, 0], [0.25, 0.25, 0.25], [0, 0, 0], [0, 0, 0]]] * 2, dtype=torch.float32
-        ),
+        "frac_coords": torch.tensor([[[0, 0, 0], [0.25, 0.25, 0.25], [0, 0, 0], [0, 0, 0]]] * 2, dtype=torch.float32),
         "atom_types": torch.tensor([[14, 14, 11, 17]] * 2),
         "num_atoms": torch.tensor([[2, 1, 1]] * 2),
         "lengths": lengths,
@@ -225,9 +221,7 @@ def test_partial_occupancy_and_unsupported_element() -> None:
 
 def test_overlapping_atoms_across_the_periodic_boundary() -> None:
     # 0.3 Å apart only through the cell boundary (fractional 0.01 and 0.97 of a 10 Å cell).
-    structure = Structure(
-        Lattice.cubic(10), ["Na", "Cl", "Cl"], [[0.01, 0.5, 0.5], [0.98, 0.5, 0.5], [0.5, 0, 0]]
-    )
+    structure = Structure(Lattice.cubic(10), ["Na", "Cl", "Cl"], [[0.01, 0.5, 0.5], [0.98, 0.5, 0.5], [0.5, 0, 0]])
     error = validate_structure(structure)
     assert error.code == "overlapping_atoms"
     assert "sites 0 (Na) and 1 (Cl)" in error.message and "0.300 Å" in error.message
@@ -348,9 +342,7 @@ def test_examples_are_small_valid_and_match_their_sources(examples_dir: Path, sh
     assert len(records) >= 10 and all(r.ok and len(r.structure) <= 8 for r in records.values())
     assert records["NaCl_rocksalt.cif"].structure.volume == pytest.approx(5.640**3 / 4, rel=1e-4)
     assert records["Si_diamond.cif"].structure.volume == pytest.approx(5.431**3 / 4, rel=1e-4)
-    gen = by_name(
-        read_structures(shared_data / "mattergen_unconditional_pr54" / "generated_crystals_cif.zip")
-    )
+    gen = by_name(read_structures(shared_data / "mattergen_unconditional_pr54" / "generated_crystals_cif.zip"))
     cdvae = read_structures(shared_data / "cdvae_eval_gen_jarvis" / "eval_gen.pt")
     for example, source in [
         ("mattergen_gen19_ScAl2Ga.cif", gen["generated_crystals_cif.zip:tmp/gen_19.cif"]),

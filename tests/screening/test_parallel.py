@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from workers.screening.ingest.read import read_structures
-from workers.screening.parallel import Layout, expected_cost, screen_parallel
+from workers.screening.parallel import Layout, PotentialSpec, expected_cost, screen_parallel
 from workers.screening.protocols import DEFAULT
 
 pytestmark = pytest.mark.slow
@@ -34,17 +34,23 @@ def test_expected_cost_orders_low_symmetry_first(examples_dir):
 
 
 def test_two_processes_same_verdicts_in_order(examples_dir):
-    records = [r for name in ("Al_fcc.cif", "SrTiO3_cubic.cif", "Si_diamond.cif") for r in read_structures(examples_dir / name)]
+    records = [
+        r for name in ("Al_fcc.cif", "SrTiO3_cubic.cif", "Si_diamond.cif") for r in read_structures(examples_dir / name)
+    ]
     seen = []
+    spec = PotentialSpec(name="sevennet-0", compile="off")
     parallel = screen_parallel(
-        records, protocol=DEFAULT, potential_name="sevennet-0", layout=Layout(processes=2, threads_per_process=1),
+        records,
+        protocol=DEFAULT,
+        potential=spec,
+        layout=Layout(processes=2, threads_per_process=1),
         progress=lambda r: seen.append(r.name),
     )
     serial = screen_parallel(
-        records, protocol=DEFAULT, potential_name="sevennet-0", layout=Layout(processes=1, threads_per_process=1)
+        records, protocol=DEFAULT, potential=spec, layout=Layout(processes=1, threads_per_process=1)
     )
     assert [r.name for r in parallel] == [r.name for r in records] == [r.name for r in serial]
     assert sorted(seen) == sorted(r.name for r in records)
     assert [r.verdict for r in parallel] == [r.verdict for r in serial] == ["stable", "unstable", "stable"]
-    for a, b in zip(parallel, serial):
+    for a, b in zip(parallel, serial, strict=True):
         assert a.min_frequency_thz == pytest.approx(b.min_frequency_thz, abs=1e-3)

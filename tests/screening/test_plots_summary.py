@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from app.outputs import OutputFolder, row_key, safe_name
-from workers.screening.report.plots import draw_band_structure, get_special_points, plot_band_structure
+from app.outputs import OutputFolder, row_key
 from workers.screening.protocols import DEFAULT, PHONONBENCH
+from workers.screening.report.artifacts import safe_name
+from workers.screening.report.plots import draw_band_structure, get_special_points, plot_band_structure
 from workers.screening.report.summary import format_summary, summarize_results
 from workers.screening.types import (
     BandData,
@@ -29,9 +30,7 @@ def _band_data(path: Path, *, npoints: int = 31) -> BandData:
     from phonopy.phonon.band_structure import get_band_qpoints_by_seekpath
 
     ph = phonopy.load(path)
-    qpoints, labels, connections = get_band_qpoints_by_seekpath(
-        ph.primitive, npoints, is_const_interval=True
-    )
+    qpoints, labels, connections = get_band_qpoints_by_seekpath(ph.primitive, npoints, is_const_interval=True)
     labels = ["Γ" if label == "GAMMA" else label for label in labels]
     ph.run_band_structure(qpoints, labels=labels, path_connections=connections)
     with warnings.catch_warnings():
@@ -94,8 +93,19 @@ def test_mismatched_labels_give_unlabelled_ticks(nacl_bands: BandData) -> None:
     assert plot_band_structure(bands).startswith(PNG_SIGNATURE)
 
 
-def _row(verdict, *, system="cubic", sg=225, pb=None, relaxed=True, reason=None, warn=(),
-         potential="sevennet-0", pot_warning=None, generator=None):
+def _row(
+    verdict,
+    *,
+    system="cubic",
+    sg=225,
+    pb=None,
+    relaxed=True,
+    reason=None,
+    warn=(),
+    potential="sevennet-0",
+    pot_warning=None,
+    generator=None,
+):
     return {
         "name": f"s{id(object())}",
         "verdict": verdict,
@@ -119,8 +129,14 @@ def test_summary_counts_and_rates() -> None:
         _row("unstable", reason="acoustic", system="hexagonal", sg=186, pb=False),
         _row("relax_failed", relaxed=False, reason="not converged: fmax 0.2", system="triclinic", sg=1),
         _row("failed", relaxed=None, reason="parse_error: bad", system=None, sg=None),
-        _row("failed", relaxed=None, reason="overlapping_atoms: 0.3 Å", system=None, sg=None,
-             warn=["supercell capped: 500 atoms"]),
+        _row(
+            "failed",
+            relaxed=None,
+            reason="overlapping_atoms: 0.3 Å",
+            system=None,
+            sg=None,
+            warn=["supercell capped: 500 atoms"],
+        ),
     ]
     s = summarize_results(rows)
     assert s["n"] == 8
@@ -160,20 +176,46 @@ def test_summary_potential_warnings_and_empty() -> None:
 
 
 def _result(name: str, *, protocol=DEFAULT, potential="sevennet-0", bands=None) -> ScreeningResult:
-    info = PotentialInfo(name=potential, version="test", checkpoint="x", checkpoint_sha256="0",
-                         device="cpu")
-    relax = RelaxSummary(converged=True, steps=12, cycles=1, max_force_ev_per_angstrom=0.001,
-                         stress_gpa=(0.0,) * 6, energy_per_atom_ev=-5.4, volume_change_fraction=0.01,
-                         spacegroup_before="Fd-3m (227)", spacegroup_after="Fd-3m (227)")
+    info = PotentialInfo(name=potential, version="test", checkpoint="x", checkpoint_sha256="0", device="cpu")
+    relax = RelaxSummary(
+        converged=True,
+        steps=12,
+        cycles=1,
+        max_force_ev_per_angstrom=0.001,
+        stress_gpa=(0.0,) * 6,
+        energy_per_atom_ev=-5.4,
+        volume_change_fraction=0.01,
+        spacegroup_before="Fd-3m (227)",
+        spacegroup_after="Fd-3m (227)",
+    )
     return ScreeningResult(
-        name=name, verdict="stable", reason=None, stable_phononbench=True, formula="Si2",
-        n_sites=2, crystal_system="cubic", spacegroup_number=227, worst_mode=None,
-        min_frequency_thz=0.0, relax=relax, phonons=None, confirmation_of=None,
-        elastic_tensor_gpa=None, born_stable=True, thermal=None, bands=bands,
-        relaxed_cif="data_Si\n" if bands is not None else None, timings_s={"relax": 1.0, "phonons": 2.0},
+        name=name,
+        verdict="stable",
+        reason=None,
+        stable_phononbench=True,
+        formula="Si2",
+        n_sites=2,
+        crystal_system="cubic",
+        spacegroup_number=227,
+        worst_mode=None,
+        min_frequency_thz=0.0,
+        relax=relax,
+        phonons=None,
+        confirmation_of=None,
+        elastic_tensor_gpa=None,
+        born_stable=True,
+        thermal=None,
+        bands=bands,
+        relaxed_cif="data_Si\n" if bands is not None else None,
+        timings_s={"relax": 1.0, "phonons": 2.0},
         warnings=[],
-        provenance=Provenance(protocol=protocol.name, protocol_settings=protocol.as_dict(),
-                              settings_hash=protocol.settings_hash(), potential=info, versions={}),
+        provenance=Provenance(
+            protocol=protocol.name,
+            protocol_settings=protocol.as_dict(),
+            settings_hash=protocol.settings_hash(),
+            potential=info,
+            versions={},
+        ),
     )
 
 
@@ -181,7 +223,8 @@ def test_output_folder_skip_logic(tmp_path: Path, nacl_bands: BandData) -> None:
     out = OutputFolder(tmp_path / "out")
     row = out.write_result(_result("a.zip:tmp/gen_1.cif", bands=nacl_bands), source="a.zip")
     out.write_result(_result("eval_gen.pt#37"))
-    assert row["files"]["plot"].startswith("plots/")
+    assert row["files"]["plot"] == out.folder_of("a.zip:tmp/gen_1.cif") + "/band_structure.png"
+    assert out.folder_of("a.zip:tmp/gen_1.cif").startswith("structures/a.zip_tmp_gen_1.cif-")
     for rel in row["files"].values():
         assert (out.root / rel).is_file()
     done = OutputFolder(tmp_path / "out").done_keys()
@@ -206,8 +249,17 @@ def test_output_folder_skip_logic(tmp_path: Path, nacl_bands: BandData) -> None:
 
 
 def test_safe_names_are_unique_and_safe() -> None:
-    names = ["file.zip:tmp/gen_1.cif", "file.zip:tmp_gen_1.cif", "eval_gen.pt#37", "eval_gen.pt#3",
-             "../../etc/passwd", "a b/c", "", "Ωμ.cif", "x" * 300]
+    names = [
+        "file.zip:tmp/gen_1.cif",
+        "file.zip:tmp_gen_1.cif",
+        "eval_gen.pt#37",
+        "eval_gen.pt#3",
+        "../../etc/passwd",
+        "a b/c",
+        "",
+        "Ωμ.cif",
+        "x" * 300,
+    ]
     stems = [safe_name(n) for n in names]
     assert len(set(stems)) == len(names)
     for stem in stems:

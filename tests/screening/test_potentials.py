@@ -105,9 +105,7 @@ def test_missing_checkpoint_path_is_unavailable(offline_home: Path) -> None:
         ("mattersim-v1.0.0-1m", "mattersim-v1.0.0-1M.pth"),
     ],
 )
-def test_explicit_mattersim_without_weights_fails_with_how_to(
-    offline_home: Path, name: str, file_name: str
-) -> None:
+def test_explicit_mattersim_without_weights_fails_with_how_to(offline_home: Path, name: str, file_name: str) -> None:
     with pytest.raises(PotentialUnavailableError) as err:
         load_potential(name, device="cpu")
     message = str(err.value)
@@ -221,15 +219,11 @@ def test_real_potentials_on_silicon(name: str, package: str, n_elements: int) ->
     atoms.calc = pot.new_calculator()
     stress = atoms.get_stress(voigt=False)
     assert np.abs(stress).max() > 3e-3  # ~0.5 GPa: a real signal, so sign and units are tested
-    np.testing.assert_allclose(
-        stress, finite_difference_stress(atoms, pot.new_calculator()), atol=2e-4
-    )
+    np.testing.assert_allclose(stress, finite_difference_stress(atoms, pot.new_calculator()), atol=2e-4)
 
 
 @pytest.mark.slow
-def test_screen_one_structure_with_random_mattersim(
-    offline_home: Path, random_ckpt: Path
-) -> None:
+def test_screen_one_structure_with_random_mattersim(offline_home: Path, random_ckpt: Path) -> None:
     """End to end through the pipeline: provenance names MatterSim and the file that ran."""
     from typing import get_args
 
@@ -246,9 +240,7 @@ def test_screen_one_structure_with_random_mattersim(
     )  # fmt: skip
     record = StructureRecord(name="si.cif", source="si.cif", index=0, structure=silicon)
     # Random weights: keep the relax short and skip the larger confirmation supercell.
-    protocol = get_protocol(
-        "default", relax_steps_per_cycle=50, relax_max_cycles=1, confirm_weak_incommensurate=False
-    )
+    protocol = get_protocol("default", relax_steps_per_cycle=50, relax_max_cycles=1, confirm_weak_incommensurate=False)
     pot = load_potential("mattersim-v1.0.0-5m", device="cpu", checkpoint=random_ckpt)
 
     seen: list[ScreeningResult] = []

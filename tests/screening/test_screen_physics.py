@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from ase.build import bulk
 
-from workers.screening.physics import cells, phonons, verdict
 from workers.screening.ingest.read import read_structures
+from workers.screening.physics import cells, phonons, verdict
+from workers.screening.physics.relax import relax_structure
 from workers.screening.pipeline import screen_structures
 from workers.screening.protocols import DEFAULT, PHONONBENCH
-from workers.screening.physics.relax import relax_structure
-from workers.screening.types import StructureRecord
+from workers.screening.types import Decision, StructureRecord
 
 pytestmark = pytest.mark.slow
 
@@ -79,8 +79,8 @@ def test_kcl_diagonal_supercell_gives_false_alarm(examples_dir, sevennet, optimi
     assert not reports["diagonal"].worst.commensurate  # an interpolation artefact
     if optimizer == "FIRE":
         assert reports["diagonal"].worst.frequency_thz < -0.3  # measured: -0.51 THz at a general q
-    assert verdict.decide(reports["diagonal"], born=True) == ("unstable", "acoustic")
-    assert verdict.decide(reports["cubic"], born=True) == ("stable", None)
+    assert verdict.decide(reports["diagonal"], born=True) == Decision("unstable", "acoustic")
+    assert verdict.decide(reports["cubic"], born=True) == Decision("stable")
     assert reports["cubic"].worst.frequency_thz > -DEFAULT.imaginary_tol_thz
 
 

@@ -87,8 +87,14 @@ def redis_broker() -> Iterator[str]:
 def api_settings(pg_url: str, redis_broker: str, tmp_path: Path):
     from app.config import Settings
 
-    return Settings(database_url=pg_url, broker_url=redis_broker, home=tmp_path,
-                    artifacts_dir=tmp_path / "artifacts", max_upload_bytes=2_000_000, screen_chunk=2)
+    return Settings(
+        database_url=pg_url,
+        broker_url=redis_broker,
+        home=tmp_path,
+        artifacts_dir=tmp_path / "artifacts",
+        max_upload_bytes=2_000_000,
+        screen_chunk=2,
+    )
 
 
 @pytest.fixture
@@ -113,16 +119,25 @@ def free_port() -> int:
 
 # --- small real structures, built with pymatgen -------------------------------------------------
 
+
 def si_cif() -> str:
     from pymatgen.core import Lattice, Structure
 
-    return Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.43), ["Si"], [[0, 0, 0]]).get_primitive_structure().to(fmt="cif")
+    return (
+        Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.43), ["Si"], [[0, 0, 0]])
+        .get_primitive_structure()
+        .to(fmt="cif")
+    )
 
 
 def al_cif() -> str:
     from pymatgen.core import Lattice, Structure
 
-    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.04), ["Al"], [[0, 0, 0]]).get_primitive_structure().to(fmt="cif")
+    return (
+        Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.04), ["Al"], [[0, 0, 0]])
+        .get_primitive_structure()
+        .to(fmt="cif")
+    )
 
 
 def nacl_cif() -> str:

@@ -45,8 +45,15 @@ def _si_supercell_rotated_cif() -> str:
 
 
 def test_same_structure_twice_in_a_batch_and_again_later_is_screened_once(client, db_session, redis_broker):
-    first = _upload(client, [("si.cif", si_cif()), ("si-again.cif", _si_supercell_rotated_cif()),
-                             ("nacl.cif", nacl_cif()), ("si-copy.cif", si_cif())])
+    first = _upload(
+        client,
+        [
+            ("si.cif", si_cif()),
+            ("si-again.cif", _si_supercell_rotated_cif()),
+            ("nacl.cif", nacl_cif()),
+            ("si-copy.cif", si_cif()),
+        ],
+    )
     si, si_again, nacl, si_copy = first["structures"]
     assert first["accepted"] == 4 and first["duplicates"] == 2
     assert si["duplicate_of"] is None and nacl["duplicate_of"] is None
@@ -90,8 +97,10 @@ def test_another_protocol_or_potential_is_screened_again(client, db_session, red
         again = _upload(client, [("si.cif", si_cif())], **fields)
         assert again["duplicates"] == 0 and again["structures"][0]["duplicate_of"] is None, fields
         assert len(_enqueued_ids(redis_broker)) == 1, fields
-    assert _upload(client, [("si.cif", si_cif())])["structures"][0]["duplicate_of"] == (
-        first["structures"][0]["candidate_id"])
+    assert (
+        _upload(client, [("si.cif", si_cif())])["structures"][0]["duplicate_of"]
+        == (first["structures"][0]["candidate_id"])
+    )
 
 
 def test_a_crashed_original_is_not_reused(client, db_session, redis_broker):
@@ -103,3 +112,31 @@ def test_a_crashed_original_is_not_reused(client, db_session, redis_broker):
     again = _upload(client, [("nacl.cif", nacl_cif())])
     assert again["structures"][0]["duplicate_of"] is None and len(_enqueued_ids(redis_broker)) == 1
     assert client.get(f"/api/v1/batches/{first['id']}").json()["counts"]["failed"] == 1
+
+
+@pytest.mark.parametrize(("protocol", "screenings"), [("phononbench", 2), ("default", 1)])
+def test_one_crystal_in_two_cells_follows_the_protocol_like_the_cli(
+    client, db_session, redis_broker, protocol, screenings
+):
+    """Under `phononbench` each cell is screened as given, so Si's primitive cell and its supercell
+    are two screenings; under `default` they are one crystal, screened once. The service decides
+    this with the rule the CLI's runs use (`pipeline.find_duplicates`), and they agree."""
+    from pymatgen.core import Structure
+
+    from workers.screening.pipeline import find_duplicates
+    from workers.screening.protocols import get_protocol
+    from workers.screening.types import StructureRecord
+
+    supercell = _si_supercell_rotated_cif()
+    created = _upload(client, [("si.cif", si_cif()), ("si-supercell.cif", supercell)], protocol=protocol)
+    assert created["accepted"] == 2 and created["duplicates"] == 2 - screenings
+    assert len(_enqueued_ids(redis_broker)) == screenings
+    again = _upload(client, [("si-supercell.cif", supercell)], protocol=protocol)  # a later upload
+    assert again["duplicates"] == 1 and _enqueued_ids(redis_broker) == []
+
+    records = [
+        StructureRecord(name=name, source=name, index=0, structure=Structure.from_str(text, fmt="cif"))
+        for name, text in (("si.cif", si_cif()), ("si-supercell.cif", supercell))
+    ]
+    cli = find_duplicates(records, protocol=get_protocol(protocol))
+    assert sum(d is None for d in cli) == screenings

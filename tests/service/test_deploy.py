@@ -67,14 +67,11 @@ def test_dockerfile_has_api_and_worker_targets():
     base_stage = text.split("AS base", 1)[1].split("AS api", 1)[0]
     code = [line for line in base_stage.splitlines() if not line.lstrip().startswith("#")]
     assert not any("torch" in line for line in code)  # the API image never installs torch
-    assert "pip install --no-deps ." in text.split("AS api", 1)[1].split("FROM ", 1)[0]
+    assert 'pip install ".[api' in base_stage  # the packages live in pyproject's extras, not here
+    assert "find_spec('torch') is None" in text.split("AS api", 1)[1].split("FROM ", 1)[0]
+    worker_stage = text.split("AS worker", 1)[1]
+    assert 'pip install ".[api,worker]"' in worker_stage
     assert '--no-deps "mattersim==1.2.3"' in text
-
-
-def test_every_setting_is_documented():
-    doc = (ROOT / "README.md").read_text()  # the README's Settings table
-    missing = [name for name in Settings.env_names() if f"`{name}`" not in doc]
-    assert not missing, missing
 
 
 def test_settings_defaults_live_under_home(tmp_path):
@@ -86,9 +83,15 @@ def test_settings_defaults_live_under_home(tmp_path):
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("PHONONSCREEN_POTENTIAL", "gpt-5"), ("PHONONSCREEN_PROTOCOL", "fast"), ("PHONONSCREEN_MAX_ATOMS", "-1"),
-     ("PHONONSCREEN_MAX_UPLOAD_BYTES", "lots"), ("DATABASE_URL", "mysql://x/y"), ("PHONONSCREEN_DEVICE", "tpu"),
-     ("PHONONSCREEN_TASK_TIME_LIMIT_S", "10")],
+    [
+        ("PHONONSCREEN_POTENTIAL", "gpt-5"),
+        ("PHONONSCREEN_PROTOCOL", "fast"),
+        ("PHONONSCREEN_MAX_ATOMS", "-1"),
+        ("PHONONSCREEN_MAX_UPLOAD_BYTES", "lots"),
+        ("DATABASE_URL", "mysql://x/y"),
+        ("PHONONSCREEN_DEVICE", "tpu"),
+        ("PHONONSCREEN_TASK_TIME_LIMIT_S", "10"),
+    ],
 )
 def test_bad_settings_fail_fast_naming_the_variable(monkeypatch, name, value):
     monkeypatch.setenv(name, value)
@@ -105,7 +108,19 @@ def test_openapi_is_complete(tmp_path):
     assert {"multipart/form-data", "application/json"} <= set(post["requestBody"]["content"])
     assert {"202", "413", "422"} <= set(post["responses"])
     params = {p["name"] for p in spec["paths"]["/api/v1/candidates"]["get"]["parameters"]}
-    assert {"batch_id", "generator", "verdict", "formula", "elements", "space_group", "crystal_system",
-            "min_frequency_gte", "min_frequency_lte", "sort", "page", "per_page"} <= params
+    assert {
+        "batch_id",
+        "generator",
+        "verdict",
+        "formula",
+        "elements",
+        "space_group",
+        "crystal_system",
+        "min_frequency_gte",
+        "min_frequency_lte",
+        "sort",
+        "page",
+        "per_page",
+    } <= params
     for path in ("relaxed.cif", "band_structure.json", "band_structure.png"):
         assert f"/api/v1/candidates/{{candidate_id}}/{path}" in spec["paths"]

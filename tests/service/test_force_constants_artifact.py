@@ -9,11 +9,11 @@ import pytest
 from ase.build import bulk
 
 from models.artifacts import ArtifactStore
+from workers.persistence import get_verdict_values
 from workers.screening.physics.cells import to_pymatgen
 from workers.screening.pipeline import screen_structures
 from workers.screening.protocols import DEFAULT
 from workers.screening.types import StructureRecord
-from workers.service import get_verdict_values
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +27,7 @@ def test_force_constants_written_before_the_row(tmp_path):
     )
     store = ArtifactStore(tmp_path)
     values = get_verdict_values(result, store=store, screening_id=7)
-    path = values["result"]["artifacts"]["force_constants"]
+    path = values["result"]["files"]["force_constants"]
     assert path == "screenings/7/phonopy_params.yaml.xz"
     assert b"force_constants" in lzma.decompress(store.read_bytes(path))
     json.dumps(values["result"])  # the row stays plain JSON: no bytes in it

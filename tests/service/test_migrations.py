@@ -58,3 +58,41 @@ def test_db_upgrade_command_works_from_any_directory(tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["db", "upgrade"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "home" / "phononscreen.sqlite").is_file()
+
+
+def test_migrations_are_frozen_they_import_no_live_code():
+    """A migration replayed next year must write the rows it wrote today: it carries its own code."""
+    import ast
+    from pathlib import Path
+
+    versions = Path(__file__).resolve().parents[2] / "migrations" / "versions"
+    for path in sorted(versions.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else ([node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            )
+            assert not [n for n in names if n.split(".")[0] in ("app", "workers", "models")], path.name
+
+
+def test_frozen_fingerprint_is_the_key_it_was_written_with(examples_dir):
+    """While the live key is still "v1", the migration's frozen copy computes the same key."""
+    import importlib.util
+    from pathlib import Path
+
+    from workers.screening.dedup import FINGERPRINT_VERSION, fingerprint
+    from workers.screening.ingest import read_structures
+
+    path = Path(__file__).resolve().parents[2] / "migrations" / "versions" / "2026-11-28_dedup.py"
+    spec = importlib.util.spec_from_file_location("dedup_migration", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    records = [
+        r
+        for name in ("Si_diamond.cif", "GaN_wurtzite.cif", "SrTiO3_cubic.cif")
+        for r in read_structures(examples_dir / name)
+    ]
+    assert FINGERPRINT_VERSION == "v1"  # a new key version needs a new migration, not this one
+    for record in records:
+        assert module.fingerprint_v1(record.structure) == fingerprint(record.structure)

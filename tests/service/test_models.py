@@ -25,24 +25,57 @@ pytestmark = pytest.mark.service
 
 
 def _values(name: str, formula: str = "Si") -> CandidateValues:
-    return CandidateValues(name=name, source_file="x.cif", source_index=0, structure={"sites": []}, cif="data_x",
-                           reduced_formula=formula, elements=[formula], n_sites=2, spacegroup_number=227,
-                           spacegroup_symbol="Fd-3m", crystal_system="cubic", fingerprint="f" * 32)
+    return CandidateValues(
+        name=name,
+        source_file="x.cif",
+        source_index=0,
+        structure={"sites": []},
+        cif="data_x",
+        reduced_formula=formula,
+        elements=[formula],
+        n_sites=2,
+        spacegroup_number=227,
+        spacegroup_symbol="Fd-3m",
+        crystal_system="cubic",
+        fingerprint="f" * 32,
+    )
 
 
 def _batch(session: Session, n: int = 2) -> tuple[Batch, list[int]]:
-    batch = create_batch(session, source="upload", generator=get_or_create_generator(session, name="g"),
-                         protocol="default", potential="sevennet-0", n_submitted=n, rejected=[])
+    batch = create_batch(
+        session,
+        source="upload",
+        generator=get_or_create_generator(session, name="g"),
+        protocol="default",
+        potential="sevennet-0",
+        n_submitted=n,
+        rejected=[],
+    )
     screenings = add_candidates(session, batch=batch, candidates=[_values(f"s{i}") for i in range(n)])
     return batch, [s.id for s in screenings]
 
 
 def _verdict(verdict: str = "stable") -> dict:
-    return {"verdict": verdict, "reason": None, "stable_phononbench": verdict == "stable", "min_frequency_thz": -0.01,
-            "worst_qpoint": [0.0, 0.0, 0.0], "worst_branch": 0, "worst_q_norm_inv_angstrom": 0.0, "formula": "Si2",
-            "spacegroup_after": "Fd-3m (227)", "spacegroup_number": 227, "crystal_system": "cubic",
-            "energy_per_atom_ev": -5.4, "potential_name": "sevennet-0", "potential_warning": None,
-            "settings_hash": "abc", "result": {"verdict": verdict}, "relaxed_cif_path": None, "bands_path": None}
+    return {
+        "verdict": verdict,
+        "reason": None,
+        "stable_phononbench": verdict == "stable",
+        "min_frequency_thz": -0.01,
+        "worst_qpoint": [0.0, 0.0, 0.0],
+        "worst_branch": 0,
+        "worst_q_norm_inv_angstrom": 0.0,
+        "formula": "Si2",
+        "spacegroup_after": "Fd-3m (227)",
+        "spacegroup_number": 227,
+        "crystal_system": "cubic",
+        "energy_per_atom_ev": -5.4,
+        "potential_name": "sevennet-0",
+        "potential_warning": None,
+        "settings_hash": "abc",
+        "result": {"verdict": verdict},
+        "relaxed_cif_path": None,
+        "bands_path": None,
+    }
 
 
 def test_claim_is_exclusive_and_a_redelivery_reclaims(db_session):
@@ -67,7 +100,7 @@ def test_saving_a_verdict_twice_is_harmless(db_session):
     assert finish_batches(db_session, batch_ids=[batch.id]) == [batch.id]
     counts = count_batch(db_session, batch_id=batch.id)
     assert counts.by_status == {"queued": 0, "running": 0, "done": 1, "failed": 1}
-    assert counts.by_verdict["stable"] == 1
+    assert counts.by_verdict == {"stable": 1}
     report = get_stability_report(db_session, group_by="generator", batch_id=batch.id)
     assert [(r.group, r.submitted, r.screened, r.stable) for r in report] == [("g", 2, 1, 1)]
 

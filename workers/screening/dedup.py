@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 
 if TYPE_CHECKING:
     from pymatgen.analysis.structure_matcher import StructureMatcher
@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
 Ref = TypeVar("Ref", bound=Hashable)
 
+DedupMode = Literal["off", "exact", "match"]
 FINGERPRINT_VERSION = "v1"  # bump when the key changes; stored keys must then be recomputed
 VOLUME_TOLERANCE = 0.1  # relative difference of volume per atom beyond which two cells are not the same crystal
 
@@ -59,13 +60,15 @@ class DuplicateIndex(Generic[Ref]):
     same density, not the same topology at another volume (that one may relax elsewhere, and a
     false match hands it a verdict it never earned; a missed match only costs a screening).
     Structures whose volumes per atom differ by more than `volume_tolerance` are never compared.
-    Tolerances default to pymatgen's (ltol 0.2, stol 0.3, angle_tol 5°).
+    Tolerances default to pymatgen's (ltol 0.2, stol 0.3, angle_tol 5°). `same_cell=True` also
+    requires the same number of sites in the cell as given (so a supercell is not its primitive).
     """
 
     ltol: float = 0.2
     stol: float = 0.3
     angle_tol: float = 5.0
     volume_tolerance: float = VOLUME_TOLERANCE
+    same_cell: bool = False
     _buckets: dict[str, list[_Entry[Ref]]] = field(default_factory=dict, init=False, repr=False)
     _matcher: StructureMatcher | None = field(default=None, init=False, repr=False)
     _size: int = field(default=0, init=False, repr=False)
@@ -78,8 +81,14 @@ class DuplicateIndex(Generic[Ref]):
         if self._matcher is None:
             from pymatgen.analysis.structure_matcher import StructureMatcher
 
-            self._matcher = StructureMatcher(ltol=self.ltol, stol=self.stol, angle_tol=self.angle_tol,
-                                             primitive_cell=True, scale=False, attempt_supercell=False)
+            self._matcher = StructureMatcher(
+                ltol=self.ltol,
+                stol=self.stol,
+                angle_tol=self.angle_tol,
+                primitive_cell=True,
+                scale=False,
+                attempt_supercell=False,
+            )
         return self._matcher
 
     def add(self, structure: Structure, ref: Ref, *, key: str | None = None) -> str:
@@ -87,7 +96,7 @@ class DuplicateIndex(Generic[Ref]):
         reduced = reduce_structure(structure)
         key = key or fingerprint(structure, reduced=reduced)
         entry = _Entry(ref, reduced, structure.volume / len(structure))
-        self._buckets.setdefault(key, []).append(entry)
+        self._buckets.setdefault(self._bucket(key, structure), []).append(entry)
         self._size += 1
         return key
 
@@ -100,19 +109,48 @@ class DuplicateIndex(Generic[Ref]):
         reduced = reduce_structure(structure)
         found, key = self._find(structure, reduced)
         if found is None:
-            self._buckets.setdefault(key, []).append(_Entry(ref, reduced, structure.volume / len(structure)))
+            entry = _Entry(ref, reduced, structure.volume / len(structure))
+            self._buckets.setdefault(self._bucket(key, structure), []).append(entry)
             self._size += 1
         return found
 
     def _find(self, structure: Structure, reduced: Structure) -> tuple[Ref | None, str]:
         key = fingerprint(structure, reduced=reduced)
         volume = structure.volume / len(structure)
-        for entry in self._buckets.get(key, ()):
+        for entry in self._buckets.get(self._bucket(key, structure), ()):
             if abs(entry.volume_per_atom / volume - 1) > self.volume_tolerance:
                 continue
             if self.matcher.fit(reduced, entry.reduced, skip_structure_reduction=True):
                 return entry.ref, key
         return None, key
+
+    def _bucket(self, key: str, structure: Structure) -> str:
+        return f"{key}|{len(structure)}" if self.same_cell else key
+
+
+def duplicate_index(mode: DedupMode) -> DuplicateIndex | None:
+    """The index that decides what is a duplicate under a protocol's `dedup` setting; None for "off".
+
+    The one rule every front door uses (the CLI's run, the service's uploads against the database):
+    "match" is StructureMatcher at pymatgen's default tolerances on primitive cells; "exact" is the
+    same input cell up to rotation, translation and atom order (tolerances 1e-3, same number of
+    sites), where the verdict provably cannot differ because the protocol screens the cell as given.
+    """
+    if mode == "off":
+        return None
+    if mode == "exact":
+        return DuplicateIndex(ltol=1e-3, stol=1e-3, angle_tol=0.05, volume_tolerance=1e-3, same_cell=True)
+    if mode == "match":
+        return DuplicateIndex()
+    raise ValueError(f"unknown dedup mode {mode!r}")
+
+
+def find_duplicates(structures: Sequence[Structure | None], *, mode: DedupMode) -> list[int | None]:
+    """For each structure, the position of an earlier one it duplicates under `mode`, or None."""
+    index = duplicate_index(mode)
+    if index is None:
+        return [None] * len(structures)
+    return group_duplicates(structures, index=index)
 
 
 def group_duplicates(

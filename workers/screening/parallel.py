@@ -1,8 +1,12 @@
-"""Screening in several processes, each with its own copy of the potential and a thread budget.
+"""Screening in one or several processes, each with its own copy of the potential and a thread budget.
 
 Measured on 2 CPU cores (issue 4): two 1-thread processes give more structures per hour than one
 2-thread process, because much of a small-cell force call is Python and graph building that one
 thread cannot overlap. On a GPU one process per device is the right layout instead.
+
+The caller's environment must already hold OPENBLAS_NUM_THREADS=1 before numpy is imported (the
+CLI, the worker and the benchmarks set it at start-up): spawned children inherit it. This module
+reads and writes no environment variable; thread pools are capped in each child at run time.
 """
 
 from __future__ import annotations
@@ -12,11 +16,10 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from pathlib import Path
 
 from workers.screening.protocols import ProtocolSettings
 from workers.screening.types import ScreeningResult, StructureRecord
-
-_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -27,7 +30,7 @@ class Layout:
     threads_per_process: int
 
     @classmethod
-    def for_device(cls, device: str, *, cores: int | None = None) -> "Layout":
+    def for_device(cls, device: str, *, cores: int | None = None) -> Layout:
         """CPU: one 1-thread process per core (measured best here); GPU: one process."""
         cores = cores or os.cpu_count() or 1
         if device.startswith("cuda"):
@@ -35,37 +38,46 @@ class Layout:
         return cls(processes=cores, threads_per_process=1)
 
 
+@dataclass(frozen=True, kw_only=True)
+class PotentialSpec:
+    """What each process needs to load the potential itself (models are not sent between processes)."""
+
+    name: str
+    device: str = "cpu"
+    checkpoint: str | None = None
+    compile: str = "off"  # load_potential's: auto / on / off
+    compile_cache: Path | None = None  # where compiled graphs are kept between processes
+
+
 def screen_parallel(
     items: Sequence[StructureRecord],
     *,
     protocol: ProtocolSettings,
-    potential_name: str,
-    device: str = "cpu",
-    checkpoint: str | None = None,
+    potential: PotentialSpec,
     layout: Layout,
     progress: Callable[[ScreeningResult], None] | None = None,
     keep_force_constants: bool = False,
-    compile: str = "auto",
+    stage_log: Path | None = None,
 ) -> list[ScreeningResult]:
-    """Like `pipeline.screen_structures`, spread over `layout.processes` processes.
+    """`pipeline.screen_structures` over the whole list, in `layout.processes` processes.
 
-    Each process loads the potential once (by name: models are not sent between processes)
-    and screens one structure per task, so a slow structure never holds up the others. Results
-    come back in the order of `items`. `compile` is `load_potential`'s, applied in each process.
+    One process (or at most one structure to compute): the list goes to the pipeline in this
+    process, so in-run dedup and batched relaxation see all of it. Several: duplicates are found
+    first (the same rule), each process loads the potential once and screens one structure per
+    task, longest first, so a slow structure never holds up the others. Results come back in the
+    order of `items`; `progress` is called in this process as each one finishes.
     """
-    if layout.processes <= 1 or len(items) <= 1:
-        _set_threads(layout.threads_per_process)
-        from workers.screening.pipeline import screen_structures
-        from workers.screening.potentials.registry import load_potential
-
-        potential = load_potential(potential_name, device=device, checkpoint=checkpoint, compile=compile)
-        return screen_structures(
-            items, protocol=protocol, potential=potential, progress=progress, keep_force_constants=keep_force_constants
-        )
-
-    from workers.screening.pipeline import as_duplicate, find_duplicates
+    from workers.screening.pipeline import as_duplicate, find_duplicates, screen_structures
 
     duplicates = find_duplicates(items, protocol=protocol)
+    # processes only pay when at least two structures need the potential (failed reads do not)
+    if layout.processes <= 1 or sum(item.ok and d is None for item, d in zip(items, duplicates, strict=True)) <= 1:
+        _limit_threads(layout.threads_per_process)
+        return screen_structures(
+            items, protocol=protocol, potential=_load(potential), progress=progress,
+            keep_force_constants=keep_force_constants, stage_log=stage_log,
+        )  # fmt: skip
+
     # Longest first: a big low-symmetry cell started last would leave the other workers idle
     # while it finishes (the last structures of a batch set its wall time).
     originals = sorted(
@@ -76,33 +88,22 @@ def screen_parallel(
         if d is not None:
             copies.setdefault(d, []).append(i)
     results: list[ScreeningResult | None] = [None] * len(items)
-    # Children are spawned (not forked: torch and forked threads do not mix) and inherit the
-    # thread variables from this environment, which must be set before they import numpy.
-    saved = {k: os.environ.get(k) for k in _THREAD_VARIABLES}
-    os.environ.update({k: str(layout.threads_per_process) for k in _THREAD_VARIABLES})
-    os.environ["OPENBLAS_NUM_THREADS"] = "1"
-    try:
-        with ProcessPoolExecutor(
-            max_workers=min(layout.processes, max(1, len(originals))),
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker,
-            initargs=(potential_name, device, checkpoint, layout.threads_per_process, compile),
-        ) as pool:
-            futures = {pool.submit(_screen_one, items[i], protocol, keep_force_constants): i for i in originals}
-            for future in as_completed(futures):
-                i = futures[future]
-                done = [(i, future.result())]
-                done += [(j, as_duplicate(done[0][1], name=items[j].name)) for j in copies.get(i, [])]
-                for j, result in done:
-                    results[j] = result
-                    if progress is not None:
-                        progress(result)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    # Spawned, not forked: torch and forked threads do not mix.
+    with ProcessPoolExecutor(
+        max_workers=min(layout.processes, max(1, len(originals))),
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(potential, layout.threads_per_process),
+    ) as pool:
+        futures = {pool.submit(_screen_one, items[i], protocol, keep_force_constants, stage_log): i for i in originals}
+        for future in as_completed(futures):
+            i = futures[future]
+            done = [(i, future.result())]
+            done += [(j, as_duplicate(done[0][1], name=items[j].name)) for j in copies.get(i, [])]
+            for j, result in done:
+                results[j] = result
+                if progress is not None:
+                    progress(result)
     return [r for r in results if r is not None]
 
 
@@ -119,7 +120,8 @@ def expected_cost(item: StructureRecord, protocol: ProtocolSettings) -> float:
     try:
         import spglib
 
-        cell = (item.structure.lattice.matrix, item.structure.frac_coords, item.structure.atomic_numbers)
+        structure = item.structure
+        cell = (structure.lattice.matrix.tolist(), structure.frac_coords.tolist(), list(structure.atomic_numbers))
         dataset = spglib.get_symmetry_dataset(cell, symprec=protocol.symprec)
         distinct = len(set(dataset.equivalent_atoms)) if dataset is not None else n
     except Exception:  # noqa: BLE001 - ordering is a heuristic; never fail a screen over it
@@ -130,25 +132,38 @@ def expected_cost(item: StructureRecord, protocol: ProtocolSettings) -> float:
 _POTENTIAL = None
 
 
-def _set_threads(threads: int) -> None:
+def _limit_threads(threads: int) -> None:
+    """torch's intra-op threads and every BLAS/OpenMP pool of this process, capped at `threads`."""
     import torch
+    from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(threads)
+    threadpool_limits(limits=threads)
 
 
-def _init_worker(potential_name: str, device: str, checkpoint: str | None, threads: int, compile: str) -> None:
+def _load(spec: PotentialSpec):
+    from workers.screening.potentials import load_potential
+
+    return load_potential(
+        spec.name, device=spec.device, checkpoint=spec.checkpoint, compile=spec.compile,
+        compile_cache=spec.compile_cache,
+    )  # fmt: skip
+
+
+def _init_worker(potential: PotentialSpec, threads: int) -> None:
     global _POTENTIAL
-    _set_threads(threads)
-    from workers.screening.potentials.registry import load_potential
-
-    _POTENTIAL = load_potential(potential_name, device=device, checkpoint=checkpoint, compile=compile)
+    _limit_threads(threads)
+    _POTENTIAL = _load(potential)
 
 
-def _screen_one(item: StructureRecord, protocol: ProtocolSettings, keep_force_constants: bool) -> ScreeningResult:
+def _screen_one(
+    item: StructureRecord, protocol: ProtocolSettings, keep_force_constants: bool, stage_log: Path | None
+) -> ScreeningResult:
     from workers.screening.pipeline import screen_structures
 
     assert _POTENTIAL is not None, "worker process not initialised"
     (result,) = screen_structures(
-        [item], protocol=protocol, potential=_POTENTIAL, keep_force_constants=keep_force_constants
-    )
+        [item], protocol=protocol, potential=_POTENTIAL, keep_force_constants=keep_force_constants,
+        stage_log=stage_log,
+    )  # fmt: skip
     return result

@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from workers.screening.physics import cells, elastic, gamma, phonons, verdict
-from workers.screening.potentials import multi_cell as batching
-from workers.screening.protocols import ProtocolSettings
 from workers.screening.physics.relax import relax_structure
-from workers.screening.provenance import failed_result, provenance
 from workers.screening.physics.supercells import (
     choose_matrix,
     get_bands_and_thermal,
     needs_confirmation,
     run_supercell,
 )
-from workers.screening.timing import timed
+from workers.screening.potentials import multi_cell as batching
+from workers.screening.protocols import ProtocolSettings
+from workers.screening.provenance import failed_result, provenance
+from workers.screening.timing import StageTimes
 from workers.screening.types import (
     Mode,
     PhononRun,
@@ -43,25 +45,32 @@ def screen_structures(
     potential: LoadedPotential,
     progress: Callable[[ScreeningResult], None] | None = None,
     keep_force_constants: bool = False,
+    stage_log: Path | None = None,
 ) -> list[ScreeningResult]:
     """Screen every record; one result per record, in order.
 
-    Takes a list so that a batched implementation (several structures per forward pass on a
-    GPU) changes no caller. A per-structure failure is a `failed` verdict with its reason, never
-    an exception; records that failed ingest come back `failed` with the ingest error.
+    Takes a list so that in-run dedup and a batched implementation (several structures per
+    forward pass on a GPU) see all of it. A per-structure failure is a `failed` verdict with its
+    reason, never an exception; records that failed ingest come back `failed` with the ingest
+    error. `stage_log`: a folder where stage intervals are logged (timing.StageTimes).
     """
     results: list[ScreeningResult] = []
     duplicates = find_duplicates(items, protocol=protocol)
     relaxed = _relax_in_batches(items, duplicates, protocol=protocol, potential=potential)
-    for i, (item, original) in enumerate(zip(items, duplicates)):
+    for i, (item, original) in enumerate(zip(items, duplicates, strict=True)):
         if original is not None:
             result = as_duplicate(results[original], name=item.name)
         elif item.structure is None or item.error is not None:
             result = failed_result(item.name, None, protocol, potential, reason=_ingest_reason(item), timings={})
         else:
             result = screen_structure(
-                item.structure, name=item.name, protocol=protocol, potential=potential, relaxed=relaxed.get(i),
+                item.structure,
+                name=item.name,
+                protocol=protocol,
+                potential=potential,
+                relaxed=relaxed.get(i),
                 keep_force_constants=keep_force_constants,
+                stage_log=stage_log,
             )
         if progress is not None:
             progress(result)
@@ -71,30 +80,13 @@ def screen_structures(
 
 def find_duplicates(items: Sequence[StructureRecord], *, protocol: ProtocolSettings) -> list[int | None]:
     """For each item, the index of an earlier item it duplicates under `protocol.dedup`, or None."""
-    from workers.screening.dedup import DuplicateIndex, group_duplicates
+    from workers.screening import dedup
 
-    structures = [item.structure if item.ok else None for item in items]
-    if protocol.dedup == "off":
-        return [None] * len(items)
-    if protocol.dedup == "match":
-        return group_duplicates(structures)
-    by_size: dict[int, DuplicateIndex] = {}  # "exact": the same input cell, so the same supercell
-    out: list[int | None] = []
-    for i, structure in enumerate(structures):
-        if structure is None:
-            out.append(None)
-            continue
-        index = by_size.setdefault(
-            len(structure), DuplicateIndex(ltol=1e-3, stol=1e-3, angle_tol=0.05, volume_tolerance=1e-3)
-        )
-        out.append(index.find_or_add(structure, i))
-    return out
+    return dedup.find_duplicates([item.structure if item.ok else None for item in items], mode=protocol.dedup)
 
 
 def as_duplicate(original: ScreeningResult, *, name: str) -> ScreeningResult:
     """The original's verdict under this structure's name; it cost nothing."""
-    import dataclasses
-
     return dataclasses.replace(
         original, name=name, timings_s={"total": 0.0}, extra={**original.extra, "duplicate_of": original.name}
     )
@@ -111,7 +103,7 @@ def _relax_in_batches(items, duplicates, *, protocol: ProtocolSettings, potentia
     if not batching.use_batching(calc, mode=protocol.force_batching, device=potential.info.device):
         return {}
     todo, prepared = [], []
-    for i, (item, original) in enumerate(zip(items, duplicates)):
+    for i, (item, original) in enumerate(zip(items, duplicates, strict=True)):
         if original is None and item.ok:
             try:
                 prepared.append(prepare_cell(item.structure, protocol=protocol))
@@ -124,11 +116,13 @@ def _relax_in_batches(items, duplicates, *, protocol: ProtocolSettings, potentia
 
     start = time.perf_counter()
     outcomes = relax_batch(
-        [atoms for atoms, _extra in prepared], calculator=calc, settings=protocol,
+        [atoms for atoms, _extra in prepared],
+        calculator=calc,
+        settings=protocol,
         max_atoms=batching.max_atoms_per_batch(potential.info.device),
     )
     share = (time.perf_counter() - start) / len(todo)  # wall time of the batch, shared out
-    return {i: (outcome, share, extra) for i, outcome, (_atoms, extra) in zip(todo, outcomes, prepared)}
+    return {i: (outcome, share, extra) for i, outcome, (_atoms, extra) in zip(todo, outcomes, prepared, strict=True)}
 
 
 def prepare_cell(structure: Structure, *, protocol: ProtocolSettings) -> tuple[Atoms, dict]:
@@ -155,23 +149,23 @@ def screen_structure(
     potential: LoadedPotential,
     relaxed: tuple | None = None,
     keep_force_constants: bool = False,
+    stage_log: Path | None = None,
 ) -> ScreeningResult:
     """Relax, compute phonons, decide; any exception becomes a `failed` verdict with its reason.
 
     `relaxed` = (RelaxOutcome, seconds, cell extra) when the relaxation was already done in a batch;
     `keep_force_constants` attaches the final run's phonopy_params yaml (xz) to the result.
     """
-    timings: dict[str, float] = {}
+    timings = StageTimes(log=stage_log)
     try:
         result, phonon = _screen(
-            structure, name=name, protocol=protocol, potential=potential, timings=timings, relaxed=relaxed
+            structure, name=name, protocol=protocol, potential=potential, timings=timings, prerelaxed=relaxed
         )
     except Exception as exc:  # noqa: BLE001 - a verdict must come back for every structure
         reason = f"{type(exc).__name__}: {exc}".strip()
         tb = traceback.format_exc(limit=3)
         return failed_result(name, structure, protocol, potential, reason=reason, timings=timings, trace=tb)
     if keep_force_constants and phonon is not None:
-        import dataclasses
         import lzma
 
         text = str(phonon.to_phonopy_yaml(settings={"force_constants": True}))
@@ -185,8 +179,8 @@ def _screen(
     name: str,
     protocol: ProtocolSettings,
     potential: LoadedPotential,
-    timings: dict[str, float],
-    relaxed: tuple | None = None,
+    timings: StageTimes,
+    prerelaxed: tuple | None = None,
 ) -> tuple[ScreeningResult, Phonopy | None]:
     """The screen itself; also returns the final phonopy object (for keep_force_constants)."""
     calc = potential.calculator
@@ -194,28 +188,28 @@ def _screen(
     batch_atoms = batching.max_atoms_per_batch(potential.info.device) if batched else 0
     warnings = [potential.info.warning] if potential.info.warning else []
     input_sg = cells.format_spacegroup(cells.get_spacegroup(cells.to_ase(structure), symprec=protocol.symprec))
-    if relaxed is not None:  # the cell was prepared and relaxed with the rest of its batch
-        outcome, timings["relax"], extra = relaxed
+    if prerelaxed is not None:  # the cell was prepared and relaxed with the rest of its batch
+        outcome, timings["relax"], extra = prerelaxed
         extra = {**extra, "relax_batched": True}
     else:
-        with timed(timings, "symmetrize"):
+        with timings.stage("symmetrize"):
             atoms, extra = prepare_cell(structure, protocol=protocol)
-        with timed(timings, "relax"):
+        with timings.stage("relax"):
             outcome = relax_structure(atoms, calculator=calc, settings=protocol)
     relaxed, relax = outcome.atoms, outcome.summary
     relaxed_cif = _cif(relaxed) if relax.converged else None
-    common = dict(
-        name=name,
-        formula=structure.composition.reduced_formula,
-        n_sites=len(structure),
-        relax=relax,
-        relaxed_cif=relaxed_cif,
-        timings_s=timings,
-        warnings=warnings,
-        provenance=provenance(protocol, potential),
-        input_spacegroup=input_sg,
-        extra=extra,
-    )
+    common = {
+        "name": name,
+        "formula": structure.composition.reduced_formula,
+        "n_sites": len(structure),
+        "relax": relax,
+        "relaxed_cif": relaxed_cif,
+        "timings_s": timings,
+        "warnings": warnings,
+        "provenance": provenance(protocol, potential),
+        "input_spacegroup": input_sg,
+        "extra": extra,
+    }
     if not relax.converged:
         return ScreeningResult(
             verdict="relax_failed", reason=relax.reason, stable_phononbench=False,
@@ -225,7 +219,7 @@ def _screen(
         ), None  # fmt: skip
 
     if protocol.gamma_first:
-        with timed(timings, "gamma"):
+        with timings.stage("gamma"):
             check = gamma.check_gamma(relaxed, calculator=calc, settings=protocol, batched=batched)
         extra["gamma_first"] = {
             "frequencies_thz": check.frequencies_thz.round(4).tolist(),
@@ -238,15 +232,23 @@ def _screen(
     born: bool | None = None
     tensor = None
     if protocol.elastic_tensor:
-        with timed(timings, "elastic"):
+        with timings.stage("elastic"):
             tensor = elastic.compute_elastic_tensor(relaxed, calculator=calc, strain=protocol.elastic_strain)
             born = elastic.born_stable(tensor)
 
     matrix, sc_warning = choose_matrix(relaxed, protocol, confirm=False)
     if sc_warning:
         warnings.append(sc_warning)
-    forces_kw = {"batched": batched, "max_batch_atoms": batch_atoms}
-    run = run_supercell(relaxed, matrix, protocol=protocol, calc=calc, timings=timings, stage="", **forces_kw)
+    run = run_supercell(
+        relaxed,
+        matrix,
+        protocol=protocol,
+        calc=calc,
+        timings=timings,
+        stage="",
+        batched=batched,
+        max_batch_atoms=batch_atoms,
+    )
     decision = verdict.decide(run.report, born=born)
     first: PhononRun | None = None
     if needs_confirmation(run.report, decision, protocol):
@@ -255,18 +257,27 @@ def _screen(
             warnings.append(warn2)
         if abs(np.linalg.det(bigger)) > abs(np.linalg.det(matrix)):
             first = run.summary
-            run = run_supercell(relaxed, bigger, protocol=protocol, calc=calc, timings=timings, stage="confirm_", **forces_kw)
+            run = run_supercell(
+                relaxed,
+                bigger,
+                protocol=protocol,
+                calc=calc,
+                timings=timings,
+                stage="confirm_",
+                batched=batched,
+                max_batch_atoms=batch_atoms,
+            )
             decision = verdict.decide(run.report, born=born)
-    with timed(timings, "post"):
+    with timings.stage("post"):
         bands, thermal = get_bands_and_thermal(run.phonon, run.band, protocol)
         n_blind = phonons.count_symmetry_blind_displacements(run.phonon, settings=protocol)
     extra["n_displacements_symmetry_blind"] = n_blind
     sg_after = cells.get_spacegroup(relaxed, symprec=protocol.symprec)
     worst = run.report.worst
-    timings["total"] = sum(v for k, v in timings.items() if k != "total")
+    timings.close()
     result = ScreeningResult(
-        verdict=decision[0],  # type: ignore[arg-type]
-        reason=decision[1],
+        verdict=decision.verdict,
+        reason=decision.reason,
         stable_phononbench=run.report.worst_path_frequency_thz >= -protocol.phononbench_tol_thz,
         crystal_system=cells.crystal_system(sg_after[1]),
         spacegroup_number=sg_after[1],
@@ -284,7 +295,9 @@ def _screen(
     return result, run.phonon
 
 
-def _gamma_unstable(relaxed: Atoms, check: gamma.GammaCheck, *, protocol, timings, common) -> ScreeningResult:
+def _gamma_unstable(
+    relaxed: Atoms, check: gamma.GammaCheck, *, protocol: ProtocolSettings, timings: StageTimes, common: dict
+) -> ScreeningResult:
     """Unstable on the Γ check alone: no supercell was built (and no elastic tensor needed)."""
     mode = Mode(
         frequency_thz=check.min_optical_thz,
@@ -305,7 +318,7 @@ def _gamma_unstable(relaxed: Atoms, check: gamma.GammaCheck, *, protocol, timing
         n_qpoints_checked=1,
     )
     sg_after = cells.get_spacegroup(relaxed, symprec=protocol.symprec)
-    timings["total"] = sum(v for k, v in timings.items() if k != "total")
+    timings.close()
     return ScreeningResult(
         verdict="unstable", reason="optical", stable_phononbench=False,
         crystal_system=cells.crystal_system(sg_after[1]), spacegroup_number=sg_after[1],

@@ -83,7 +83,7 @@ class ProtocolSettings:
         blob = json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
-    def replace(self, **changes: Any) -> "ProtocolSettings":
+    def replace(self, **changes: Any) -> ProtocolSettings:
         return dataclasses.replace(self, **changes)
 
 

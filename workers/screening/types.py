@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
 
 Verdict = Literal["stable", "unstable", "relax_failed", "failed"]
+# every verdict, in the order tables show them (the one definition: CLI, API and reports use it)
+VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
+# why an `unstable` verdict was given (PROTOCOL.md's rule, in this order of precedence)
+UnstableReason = Literal["optical", "elastic", "acoustic"]
 
 # Codes of per-structure input problems; each one is a 4xx at the API and a row in results.csv.
 IngestErrorCode = Literal[
@@ -83,6 +87,14 @@ class Mode:
     acoustic: bool  # one of the three modes of most translational character (only decided near Γ)
     commensurate: bool  # q is a commensurate point of the supercell (force constants exact there)
     where: Literal["path", "mesh", "commensurate", "gamma"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the verdict rule says about one zone scan: the verdict and, when unstable, why."""
+
+    verdict: Literal["stable", "unstable"]
+    reason: UnstableReason | None = None
 
 
 @dataclass(frozen=True)

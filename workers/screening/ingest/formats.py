@@ -10,12 +10,15 @@ import re
 import sys
 import warnings
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from pymatgen.core import Lattice, Structure
 
 from workers.screening.types import IngestError
+
+if TYPE_CHECKING:
+    from ase import Atoms
 
 Item = tuple[str, "Structure | IngestError"]
 
@@ -76,9 +79,7 @@ def parse_cif(text: str, *, name: str, max_atoms: int) -> Iterator[Item]:
             if rows > max_atoms:
                 yield (
                     block_name,
-                    IngestError(
-                        "too_many_atoms", f"{rows} atom sites listed, more than the limit of {max_atoms}"
-                    ),
+                    IngestError("too_many_atoms", f"{rows} atom sites listed, more than the limit of {max_atoms}"),
                 )
                 continue
             with warnings.catch_warnings(record=True) as caught:
@@ -160,7 +161,8 @@ def parse_extxyz(text: str, *, name: str, max_atoms: int) -> Iterator[Item]:
             yield frame_name, IngestError("parse_error", error or "unreadable frame")
             continue
         try:
-            atoms = ase_read(io.StringIO("\n".join(block) + "\n"), format="extxyz")
+            # no index: the last (here the only) frame, one Atoms
+            atoms = cast("Atoms", ase_read(io.StringIO("\n".join(block) + "\n"), format="extxyz"))
         except Exception as exc:  # noqa: BLE001
             yield frame_name, parse_error(exc)
             continue
@@ -334,16 +336,12 @@ def _pt_crystal(
     lengths = arr["lengths"][e, i].astype(float)
     angles = arr["angles"][e, i].astype(float)
     if not (np.isfinite(lengths).all() and np.isfinite(angles).all()):
-        return IngestError(
-            "degenerate_cell", f"non-finite cell parameters {lengths.tolist()} {angles.tolist()}"
-        )
+        return IngestError("degenerate_cell", f"non-finite cell parameters {lengths.tolist()} {angles.tolist()}")
     if (lengths <= 0).any():
         return IngestError("degenerate_cell", f"non-positive lattice length {lengths.round(4).tolist()} Å")
     try:
         lattice = Lattice.from_parameters(*lengths, *angles)
-        structure = Structure(
-            lattice, arr["atom_types"][e, lo:hi].tolist(), arr["frac_coords"][e, lo:hi].astype(float)
-        )
+        structure = Structure(lattice, arr["atom_types"][e, lo:hi].tolist(), arr["frac_coords"][e, lo:hi].astype(float))
     except Exception as exc:  # noqa: BLE001
         return parse_error(exc)
     if not structure.volume >= MIN_VOLUME_A3:

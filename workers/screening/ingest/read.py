@@ -8,10 +8,11 @@ import io
 import lzma
 import tarfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from workers.screening.ingest import formats as fmt
 from workers.screening.ingest.validate import DEFAULT_MAX_ATOMS, validate_structure
@@ -98,9 +99,7 @@ def _read_capped(stream: io.RawIOBase | io.BufferedIOBase, budget: _Budget) -> b
 
 
 def _too_large(budget: _Budget) -> IngestError:
-    return IngestError(
-        "too_large", f"more than {budget.max_bytes} bytes once decompressed; the rest was not read"
-    )
+    return IngestError("too_large", f"more than {budget.max_bytes} bytes once decompressed; the rest was not read")
 
 
 def _unsafe_member(member: str) -> bool:
@@ -135,26 +134,27 @@ def _iter_tar(data: bytes, name: str, budget: _Budget) -> Iterator[fmt.Item]:
             for member in archive:
                 if not member.isfile() or _skipped_member(member.name):
                     continue  # links, devices, directories: nothing a structure lives in
-                yield from _iter_member(
-                    member.name, name, budget, partial(archive.extractfile, member), member.size
-                )
+                yield from _iter_member(member.name, name, budget, partial(archive.extractfile, member), member.size)
                 if budget.bytes_used >= budget.max_bytes:
                     return
     except (tarfile.TarError, OSError, EOFError, lzma.LZMAError) as exc:
         yield name, fmt.parse_error(f"unreadable tar archive: {exc}")
 
 
-def _iter_member(member: str, name: str, budget: _Budget, opener, declared_size: int) -> Iterator[fmt.Item]:
-    """One archive member: refuse unsafe or oversized ones, parse the rest (no nested archives)."""
+def _iter_member(
+    member: str, name: str, budget: _Budget, opener: Callable[[], Any], declared_size: int
+) -> Iterator[fmt.Item]:
+    """One archive member: refuse unsafe or oversized ones, parse the rest (no nested archives).
+
+    `opener` opens the member's binary stream (zip's `open`, tar's `extractfile` of a regular file).
+    """
     label = f"{name}:{member}"
     budget.members_seen += 1
     if budget.members_seen > budget.max_structures:
         budget.bytes_used = budget.max_bytes  # stops the archive loop
         yield (
             label,
-            IngestError(
-                "too_large", f"archive has more than {budget.max_structures} members; the rest was not read"
-            ),
+            IngestError("too_large", f"archive has more than {budget.max_structures} members; the rest was not read"),
         )
         return
     if _unsafe_member(member):
@@ -228,9 +228,7 @@ def _collect(
     for item_name, item in items:
         index = len(records)
         if index >= budget.max_structures:
-            error = IngestError(
-                "too_large", f"more than {budget.max_structures} structures; the rest were not read"
-            )
+            error = IngestError("too_large", f"more than {budget.max_structures} structures; the rest were not read")
             records.append(StructureRecord(name=f"{name}#{index}", source=source, index=index, error=error))
             break
         if item_name in seen:
@@ -239,11 +237,9 @@ def _collect(
         if isinstance(item, IngestError):
             records.append(StructureRecord(name=item_name, source=source, index=index, error=item))
             continue
-        error = validate_structure(item, max_atoms=budget.max_atoms, allowed_elements=allowed_elements)
-        structure = None if error else item
-        records.append(
-            StructureRecord(name=item_name, source=source, index=index, structure=structure, error=error)
-        )
+        invalid = validate_structure(item, max_atoms=budget.max_atoms, allowed_elements=allowed_elements)
+        structure = None if invalid else item
+        records.append(StructureRecord(name=item_name, source=source, index=index, structure=structure, error=invalid))
     if not records:
         error = IngestError("empty", "no structures found")
         records.append(StructureRecord(name=name, source=source, index=0, error=error))
@@ -286,9 +282,7 @@ def read_structures(
     budget = _Budget(max_atoms=max_atoms, max_bytes=max_bytes, max_structures=max_structures)
     if path.is_dir():
         items = _iter_directory(path, budget)
-        return _collect(
-            items, source=str(path), name=path.name, budget=budget, allowed_elements=allowed_elements
-        )
+        return _collect(items, source=str(path), name=path.name, budget=budget, allowed_elements=allowed_elements)
     size = path.stat().st_size
     if size > max_bytes:
         items = iter([(path.name, IngestError("too_large", f"{size} bytes, more than {max_bytes}"))])

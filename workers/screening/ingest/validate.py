@@ -52,9 +52,7 @@ def validate_structure(
         symbols = {getattr(sp, "element", sp).symbol for sp in species}
         missing = sorted(symbols - set(allowed_elements))
         if missing:
-            return IngestError(
-                "unsupported_element", f"elements not supported by the potential: {', '.join(missing)}"
-            )
+            return IngestError("unsupported_element", f"elements not supported by the potential: {', '.join(missing)}")
     width = _min_cell_width(matrix)
     if width < MIN_CELL_WIDTH_A:
         # A skewed but valid basis can be thin; judge the reduced cell, and search in it too

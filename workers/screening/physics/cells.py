@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import spglib
@@ -52,7 +52,11 @@ def phonopy_to_ase(cell: PhonopyAtoms) -> Atoms:
     return Atoms(symbols=cell.symbols, cell=cell.cell, scaled_positions=cell.scaled_positions, pbc=True)
 
 
-def spglib_cell(atoms: Atoms) -> tuple:
+def spglib_cell(atoms: Atoms) -> tuple[Any, Any, Any]:
+    """spglib's (lattice (3, 3) Å, fractional positions (N, 3), atomic numbers (N,)), as arrays.
+
+    Any: spglib's annotations ask for sequences, and numpy arrays are not typed as such.
+    """
     return (np.array(atoms.cell), atoms.get_scaled_positions(), atoms.numbers)
 
 
@@ -94,9 +98,10 @@ def standardize_primitive(atoms: Atoms, *, symprec: float) -> StandardCell:
     dataset = spglib.get_symmetry_dataset(cell, symprec=symprec)
     if dataset is None:
         raise ValueError(f"spglib found no symmetry at symprec={symprec}")
-    lattice, positions, numbers = spglib.standardize_cell(
-        cell, to_primitive=True, no_idealize=False, symprec=symprec
-    )
+    standard = spglib.standardize_cell(cell, to_primitive=True, no_idealize=False, symprec=symprec)
+    if standard is None:
+        raise ValueError(f"spglib could not standardise the cell at symprec={symprec}")
+    lattice, positions, numbers = standard
     prim = AseAtoms(numbers=numbers, cell=lattice, scaled_positions=positions, pbc=True)
     return StandardCell(
         atoms=prim,
@@ -144,11 +149,15 @@ def choose_supercell(atoms: Atoms, *, min_width: float, max_atoms: int) -> Super
             transformation.apply_transformation(structure)
         except AttributeError:
             break
-        matrix = np.rint(transformation.transformation_matrix).astype(int)
+        found = transformation.transformation_matrix
+        assert found is not None  # apply_transformation sets it or raises
+        matrix = np.rint(found).astype(int)
         widths = perpendicular_widths(matrix @ lattice)
         if widths.min() >= min_width - 1e-6:
             return SupercellChoice(
-                matrix=_as_tuple(matrix), n_atoms=n * round(abs(np.linalg.det(matrix))), min_width_angstrom=float(widths.min())
+                matrix=_as_tuple(matrix),
+                n_atoms=n * round(abs(np.linalg.det(matrix))),
+                min_width_angstrom=float(widths.min()),
             )
         target += max(0.25, min_width - widths.min())
     matrix = _widest_diagonal(lattice, n_atoms=n, max_atoms=max_atoms)
@@ -179,4 +188,5 @@ def _widest_diagonal(lattice: np.ndarray, *, n_atoms: int, max_atoms: int) -> np
 
 
 def _as_tuple(matrix: np.ndarray) -> tuple[tuple[int, int, int], ...]:
-    return tuple(tuple(int(x) for x in row) for row in np.asarray(matrix))  # type: ignore[return-value]
+    rows = tuple(tuple(int(x) for x in row) for row in np.asarray(matrix))
+    return cast("tuple[tuple[int, int, int], ...]", rows)  # a (3, 3) matrix

@@ -32,7 +32,9 @@ class GammaCheck:
         return int(np.flatnonzero(~self.acoustic)[np.argmin(self.frequencies_thz[~self.acoustic])])
 
 
-def check_gamma(atoms: Atoms, *, calculator: Calculator, settings: ProtocolSettings, batched: bool = False) -> GammaCheck:
+def check_gamma(
+    atoms: Atoms, *, calculator: Calculator, settings: ProtocolSettings, batched: bool = False
+) -> GammaCheck:
     """Γ-point frequencies (THz) from displacing the atoms of the unit cell itself.
 
     Moving an atom in the 1x1x1 cell moves all its periodic images with it, so the forces give

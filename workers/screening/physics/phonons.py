@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 
@@ -12,14 +12,16 @@ from workers.screening.physics.cells import to_phonopy
 if TYPE_CHECKING:
     from ase import Atoms
     from ase.calculators.calculator import Calculator
+    from numpy.typing import ArrayLike
     from phonopy import Phonopy
+    from phonopy.phonon.mesh import MeshDict
 
     from workers.screening.protocols import ProtocolSettings
 
 Where = Literal["path", "mesh", "commensurate", "gamma"]
 
 
-def build_phonopy(unitcell: Atoms, *, supercell_matrix, settings: ProtocolSettings) -> Phonopy:
+def build_phonopy(unitcell: Atoms, *, supercell_matrix: ArrayLike, settings: ProtocolSettings) -> Phonopy:
     """Phonopy object whose primitive cell is `unitcell` itself, displacements generated.
 
     PhononBench ran phonopy 3, whose default primitive matrix was the identity. phonopy >= 4
@@ -52,7 +54,9 @@ def compute_displaced_forces(
     """
     from workers.screening.physics.cells import phonopy_to_ase
 
-    cells = [phonopy_to_ase(sc) for sc in phonon.supercells_with_displacements]
+    displaced = phonon.supercells_with_displacements
+    assert displaced is not None, "no displacements: build the Phonopy object with build_phonopy"
+    cells = [phonopy_to_ase(sc) for sc in displaced]
     if batched:
         from workers.screening.potentials.multi_cell import batched_forces
 
@@ -95,18 +99,21 @@ class QSet:
 
 def reciprocal_rows(phonon: Phonopy) -> np.ndarray:
     """Reciprocal lattice vectors of the primitive cell as rows, 1/Å, without 2π."""
-    return np.linalg.inv(phonon.primitive.cell).T
+    rows: np.ndarray = np.linalg.inv(phonon.primitive.cell).T
+    return rows
 
 
 def q_norms(phonon: Phonopy, qpoints: np.ndarray) -> np.ndarray:
     """|q| in Cartesian 1/Å with 2π included, for reduced `qpoints` (nq, 3)."""
-    return 2 * np.pi * np.linalg.norm(np.asarray(qpoints) @ reciprocal_rows(phonon), axis=1)
+    norms: np.ndarray = 2 * np.pi * np.linalg.norm(np.asarray(qpoints) @ reciprocal_rows(phonon), axis=1)
+    return norms
 
 
-def is_commensurate(qpoints: np.ndarray, supercell_matrix, *, tol: float = 1e-6) -> np.ndarray:
+def is_commensurate(qpoints: np.ndarray, supercell_matrix: ArrayLike, *, tol: float = 1e-6) -> np.ndarray:
     """q is commensurate with the supercell M iff M q is an integer vector."""
     mq = np.asarray(qpoints) @ np.asarray(supercell_matrix, dtype=float).T
-    return np.all(np.abs(mq - np.rint(mq)) < tol, axis=1)
+    commensurate: np.ndarray = np.all(np.abs(mq - np.rint(mq)) < tol, axis=1)
+    return commensurate
 
 
 # --- band paths ---------------------------------------------------------------------------
@@ -144,7 +151,9 @@ def seekpath_band_path(phonon: Phonopy, *, npoints: int, symprec: float = 1e-3) 
     cell = (prim.cell, prim.scaled_positions, prim.numbers)
     res = seekpath.get_path_orig_cell(cell, with_time_reversal=True, symprec=symprec)
     coords = {k: np.asarray(v, dtype=float) for k, v in res["point_coords"].items()}
-    segments, labels, connections = [], [], []
+    segments: list[np.ndarray] = []
+    labels: list[str] = []
+    connections: list[bool] = []
     path = res["path"]
     for i, (start, end) in enumerate(path):
         segments.append(np.linspace(coords[start], coords[end], npoints))
@@ -162,10 +171,10 @@ def _pretty(label: str) -> str:
     return "Γ" if plain in ("GAMMA", "\\Gamma", "G") else plain
 
 
-def run_band_path(phonon: Phonopy, path: BandPath) -> dict:
-    """phonopy band structure along `path`; returns phonopy's band-structure dict."""
+def run_band_path(phonon: Phonopy, path: BandPath) -> dict[str, Any]:
+    """phonopy band structure along `path`; returns phonopy's band-structure dict (callers add keys)."""
     phonon.run_band_structure(path.segments, labels=path.labels, path_connections=path.path_connections)
-    return phonon.get_band_structure_dict()
+    return cast("dict[str, Any]", phonon.get_band_structure_dict())
 
 
 # --- mesh and commensurate points -----------------------------------------------------------
@@ -180,7 +189,7 @@ def mesh_numbers(phonon: Phonopy, *, spacing_inv_angstrom: float, minimum: int) 
 def run_mesh_frequencies(phonon: Phonopy, mesh: list[int]) -> QSet:
     """Frequencies on the irreducible part of a Γ-centred mesh (symmetry reduces the work)."""
     phonon.run_mesh(mesh, is_gamma_center=True, with_eigenvectors=False)
-    d = phonon.get_mesh_dict()
+    d = cast("MeshDict", phonon.get_mesh_dict())  # a plain mesh (not phonopy's IterMesh): frequencies included
     return QSet("mesh", np.asarray(d["qpoints"]), np.asarray(d["frequencies"]))
 
 
@@ -189,7 +198,7 @@ def run_qpoint_frequencies(phonon: Phonopy, qpoints: np.ndarray, *, where: Where
     return QSet(where, np.asarray(qpoints, dtype=float), np.asarray(phonon.get_qpoints_dict()["frequencies"]))
 
 
-def commensurate_points(supercell_matrix) -> np.ndarray:
+def commensurate_points(supercell_matrix: ArrayLike) -> np.ndarray:
     from phonopy.harmonic.dynmat_to_fc import get_commensurate_points
 
     return np.asarray(get_commensurate_points(np.asarray(supercell_matrix)))
@@ -202,8 +211,10 @@ def acoustic_mask(phonon: Phonopy, qpoint: np.ndarray) -> np.ndarray:
     dynamical matrix they project onto sqrt(m_i) e_alpha. Ranking by that projection, not by
     frequency, keeps a soft optical mode from being mistaken for an acoustic one.
     """
-    phonon.run_qpoints([qpoint], with_eigenvectors=True)
-    vecs = phonon.get_qpoints_dict()["eigenvectors"][0]  # (3N, 3N), columns are modes
+    phonon.run_qpoints(np.asarray([qpoint], dtype=float), with_eigenvectors=True)
+    eigenvectors = phonon.get_qpoints_dict()["eigenvectors"]
+    assert eigenvectors is not None  # asked for above
+    vecs = eigenvectors[0]  # (3N, 3N), columns are modes
     masses = np.asarray(phonon.primitive.masses)
     n = len(masses)
     weight = np.sqrt(masses / masses.sum())

@@ -9,7 +9,7 @@ therefore take exactly the same steps and apply exactly the same criteria.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from ase.calculators.calculator import Calculator as _AseCalculator
@@ -21,6 +21,7 @@ from workers.screening.types import RelaxSummary
 if TYPE_CHECKING:
     from ase import Atoms
     from ase.calculators.calculator import Calculator
+    from ase.optimize.optimize import Optimizer
 
     from workers.screening.protocols import ProtocolSettings
 
@@ -50,11 +51,13 @@ class _Preset(_AseCalculator):
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # ase's, unannotated
         self.preset: Evaluation | None = None
 
-    def calculate(self, atoms=None, properties=None, system_changes=all_changes):
-        super().calculate(atoms, properties, system_changes)
+    def calculate(
+        self, atoms: Atoms | None = None, properties: list[str] | None = None, system_changes: list[str] = all_changes
+    ) -> None:
+        super().calculate(atoms, properties, system_changes)  # type: ignore[no-untyped-call]
         if self.preset is None:
             raise RuntimeError("no evaluation supplied for these positions")
         p = self.preset
@@ -103,7 +106,7 @@ class Relaxation:
         self.done = False
         self._stalled = 0
         self._previous_fmax = float("inf")
-        self._optimizer = None
+        self._optimizer: Optimizer | None = None
         self._cycle_steps = 0
         self._last: Evaluation | None = None
 
@@ -113,14 +116,13 @@ class Relaxation:
         self._calc.results = {}
         self._last = evaluation
         try:
-            self._check_sane()
+            self._check_sane(evaluation)
             while True:  # a new cycle re-checks convergence at the same positions: no evaluation
-                if self._optimizer is None:
-                    self._start_cycle()
-                converged = self._optimizer.converged()
+                optimizer = self._optimizer if self._optimizer is not None else self._start_cycle()
+                converged = optimizer.converged()
                 if not converged and self._cycle_steps < self.settings.relax_steps_per_cycle:
-                    self._optimizer.step()
-                    self._optimizer.nsteps += 1
+                    optimizer.step()
+                    optimizer.nsteps += 1
                     self._cycle_steps += 1
                     return
                 if self._end_cycle(converged):
@@ -136,15 +138,19 @@ class Relaxation:
         self._last = None
         self._finish(diverged=True)
 
-    def _start_cycle(self) -> None:
+    def _start_cycle(self) -> Optimizer:
+        """A fresh optimiser (and symmetry constraint) for the next cycle; also kept as `_optimizer`."""
         from ase.constraints import FixSymmetry
         from ase.filters import FrechetCellFilter
 
         self.cycles += 1
         self._cycle_steps = 0
         self.atoms.set_constraint(FixSymmetry(self.atoms, symprec=self.settings.symprec))
-        self._optimizer = self._optimizer_cls(FrechetCellFilter(self.atoms), logfile=None)
-        self._optimizer.fmax = self.settings.relax_fmax_ev_per_angstrom  # what irun(fmax=...) sets
+        # Any: ase annotates Optimizer(atoms: Atoms) and `fmax` as None; a filter and a float are right
+        optimizer: Any = self._optimizer_cls(FrechetCellFilter(self.atoms), logfile=None)
+        optimizer.fmax = self.settings.relax_fmax_ev_per_angstrom  # what irun(fmax=...) sets
+        self._optimizer = optimizer
+        return cast("Optimizer", optimizer)
 
     def _end_cycle(self, converged: bool) -> bool:
         """Book the cycle; True when the relaxation is over."""
@@ -166,14 +172,16 @@ class Relaxation:
             return True
         return self.cycles >= s.relax_max_cycles
 
-    def _check_sane(self) -> None:
+    def _check_sane(self, evaluation: Evaluation) -> None:
         s = self.settings
-        forces = self._last.forces
+        forces = evaluation.forces
         if not np.all(np.isfinite(forces)) or not np.all(np.isfinite(self.atoms.cell.array)):
             raise RelaxDiverged("non-finite forces or cell")
         worst = float(np.abs(forces).max())
         if worst > s.relax_abort_force_ev_per_angstrom:
-            raise RelaxDiverged(f"force {worst:.3g} eV/A above the abort threshold {s.relax_abort_force_ev_per_angstrom:g} eV/A")
+            raise RelaxDiverged(
+                f"force {worst:.3g} eV/A above the abort threshold {s.relax_abort_force_ev_per_angstrom:g} eV/A"
+            )
         volume = self.atoms.get_volume()
         if volume < 1e-3 * len(self.atoms):
             raise RelaxDiverged("cell collapsed")
@@ -197,21 +205,27 @@ class Relaxation:
 
         assert self.done, "relaxation still running"
         last = self._last
-        finite = last is not None and np.isfinite(last.energy)
         self.atoms.set_constraint()
         relaxed = self.atoms.copy()
         relaxed.calc = None
+        stress_gpa: tuple[float, ...] = (float("nan"),) * 6
+        energy_per_atom_ev = float("nan")
+        if last is not None and np.isfinite(last.energy):
+            stress_gpa = tuple(float(x) for x in last.stress / GPa)
+            energy_per_atom_ev = last.energy / len(relaxed)
         diverged = self.reason is not None and self.reason.startswith("diverged")
         summary = RelaxSummary(
             converged=self.reason is None,
             steps=self.steps,
             cycles=self.cycles,
             max_force_ev_per_angstrom=self._fmax,
-            stress_gpa=tuple(float(x) for x in last.stress / GPa) if finite else (float("nan"),) * 6,
-            energy_per_atom_ev=last.energy / len(relaxed) if finite else float("nan"),
+            stress_gpa=stress_gpa,
+            energy_per_atom_ev=energy_per_atom_ev,
             volume_change_fraction=float(relaxed.get_volume() / self.volume0 - 1.0),
             spacegroup_before=format_spacegroup(self.spacegroup_before),
-            spacegroup_after="" if diverged else format_spacegroup(get_spacegroup(relaxed, symprec=self.settings.symprec)),
+            spacegroup_after=""
+            if diverged
+            else format_spacegroup(get_spacegroup(relaxed, symprec=self.settings.symprec)),
             reason=self.reason,
         )
         return RelaxOutcome(atoms=relaxed, summary=summary)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
 from workers.screening.physics import cells, phonons, verdict
 from workers.screening.protocols import ProtocolSettings
-from workers.screening.timing import timed
-from workers.screening.types import BandData, PhononRun, ThermalProperties
+from workers.screening.timing import StageTimes
+from workers.screening.types import BandData, Decision, PhononRun, ThermalProperties
 
 if TYPE_CHECKING:
     from ase import Atoms
@@ -42,18 +42,21 @@ def run_supercell(
     *,
     protocol: ProtocolSettings,
     calc,
-    timings: dict[str, float],
+    timings: StageTimes,
     stage: str,
     batched: bool,
     max_batch_atoms: int,
 ) -> SupercellRun:
     phonon = phonons.build_phonopy(atoms, supercell_matrix=matrix, settings=protocol)
-    with timed(timings, stage + "forces"):
+    with timings.stage(stage + "forces"):
         forces = phonons.compute_displaced_forces(
-            phonon, calculator=calc, subtract_drift=protocol.subtract_force_drift,
-            batched=batched, max_batch_atoms=max_batch_atoms,
+            phonon,
+            calculator=calc,
+            subtract_drift=protocol.subtract_force_drift,
+            batched=batched,
+            max_batch_atoms=max_batch_atoms,
         )
-    with timed(timings, stage + "post"):
+    with timings.stage(stage + "post"):
         phonons.produce_force_constants(phonon, forces)
         if protocol.band_path == "phononbench":
             path = phonons.phononbench_band_path(phonon, npoints=protocol.band_npoints)
@@ -74,7 +77,9 @@ def run_supercell(
         band["mesh"] = mesh
     lattice = np.asarray(matrix) @ np.array(atoms.cell)
     summary = PhononRun(
-        supercell_matrix=tuple(tuple(int(x) for x in row) for row in np.asarray(matrix)),  # type: ignore[arg-type]
+        supercell_matrix=cast(
+            "tuple[tuple[int, int, int], ...]", tuple(tuple(int(x) for x in row) for row in np.asarray(matrix))
+        ),
         n_supercell_atoms=len(phonon.supercell),
         n_displacements=len(phonon.displacements),
         min_supercell_width_angstrom=float(cells.perpendicular_widths(lattice).min()),
@@ -85,16 +90,18 @@ def run_supercell(
     return SupercellRun(phonon=phonon, summary=summary, report=report, band=band)
 
 
-def needs_confirmation(report: verdict.ZoneReport, decision: tuple[str, str | None], protocol: ProtocolSettings) -> bool:
+def needs_confirmation(report: verdict.ZoneReport, decision: Decision, protocol: ProtocolSettings) -> bool:
     """A weak (above the threshold) instability at an incommensurate q-point, where the force
     constants are interpolated, is re-checked once in a larger supercell."""
-    if not protocol.confirm_weak_incommensurate or decision[0] != "unstable" or decision[1] == "elastic":
+    if not protocol.confirm_weak_incommensurate or decision.verdict != "unstable" or decision.reason == "elastic":
         return False
     worst = verdict.worst_violation(report)
     return worst is not None and worst.frequency_thz > protocol.confirm_threshold_thz and not worst.commensurate
 
 
-def get_bands_and_thermal(phonon: Phonopy, band: dict, protocol: ProtocolSettings) -> tuple[BandData, ThermalProperties]:
+def get_bands_and_thermal(
+    phonon: Phonopy, band: dict, protocol: ProtocolSettings
+) -> tuple[BandData, ThermalProperties]:
     if not protocol.check_mesh:  # the verdict did not need the mesh; DOS and thermal do
         phonon.run_mesh(band["mesh"], is_gamma_center=True)
     phonon.run_total_dos(sigma=protocol.dos_sigma_thz)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from workers.screening.physics.phonons import QSet, acoustic_mask, is_commensurate, q_norms
-from workers.screening.types import Mode
+from workers.screening.types import Decision, Mode
 
 if TYPE_CHECKING:
     from phonopy import Phonopy
@@ -83,21 +83,21 @@ def scan_modes(phonon: Phonopy, qsets: list[QSet], *, supercell_matrix, settings
     )
 
 
-def decide(report: ZoneReport, *, born: bool | None) -> tuple[str, str | None]:
-    """(verdict, reason): PROTOCOL.md's rule, in order optical > elastic > acoustic.
+def decide(report: ZoneReport, *, born: bool | None) -> Decision:
+    """PROTOCOL.md's rule, in order optical > elastic > acoustic.
 
     A failed Born criterion is a long-wavelength instability whatever the sampled q-points
     show; near-Γ acoustic dips are excused only when the elastic tensor is known to pass.
     """
     if report.optical:
-        return "unstable", "optical"
+        return Decision("unstable", "optical")
     if born is False:
-        return "unstable", "elastic"
+        return Decision("unstable", "elastic")
     if report.acoustic:
-        return "unstable", "acoustic"
+        return Decision("unstable", "acoustic")
     if report.acoustic_near_gamma and born is not True:
-        return "unstable", "acoustic"
-    return "stable", None
+        return Decision("unstable", "acoustic")
+    return Decision("stable")
 
 
 def worst_violation(report: ZoneReport) -> Mode | None:
@@ -115,7 +115,7 @@ def _mode(qset: QSet, iq, ib, norms, comm, *, acoustic: bool) -> Mode:
         branch=int(ib),
         acoustic=acoustic,
         commensurate=bool(comm[iq]),
-        where=where,  # type: ignore[arg-type]
+        where=where,
     )
 
 

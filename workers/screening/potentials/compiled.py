@@ -7,8 +7,9 @@ supercells are markedly faster, forces equal to eager to ~3e-6 eV/Å (float32 ro
 kind of difference as one thread against two).
 
 SevenNet is compiled as one graph (`workers.screening.potentials.sevennet_graph`), ahead of time, and the
-compiled graph is saved under `cache_dir()` (keyed by the weights, this code, the library
-versions, Python and the CPU's vector extensions). The first compile on a machine takes ~2
+compiled graph is saved in the folder the caller passes (`cache`, from the edge's settings: the
+core reads no environment), keyed by the weights, this code, the library versions, Python and the
+CPU's vector extensions. The first compile on a machine takes ~2
 minutes; every later process loads it in seconds (torch's own inductor cache, by default under
 /tmp, keeps the built kernels; with it empty, loading rebuilds them, ~35 s). A model that cannot
 be taken as one graph is compiled per module as dynamo splits it, traced anew in every process.
@@ -33,9 +34,14 @@ import warnings
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["CACHE_ENV", "COMPILE_MODES", "CompileMode", "CompiledModel", "cache_dir", "compile_decision"]
-
-CACHE_ENV = "PHONONSCREEN_COMPILE_CACHE"
+__all__ = [
+    "COMPILE_MODES",
+    "CompileMode",
+    "CompiledModel",
+    "compile_decision",
+    "compile_pays",
+    "saved_graph_path",
+]
 
 CompileMode = Literal["auto", "on", "off"]
 COMPILE_MODES: tuple[str, ...] = ("auto", "on", "off")
@@ -45,6 +51,26 @@ COMPILABLE = frozenset({"sevennet-0"})
 
 class CompileFallbackWarning(RuntimeWarning):
     """A compiled model failed and the potential runs eager from now on."""
+
+
+# Break-even of compiling for one process, in atoms of work (input atoms summed over the structures it
+# will screen): below it, an eager run finishes sooner than compile + compiled run. Measured with
+# `python benchmarks/compile_break_even.py` (SevenNet-0, `default` protocol, 1 thread; see README,
+# "Compile break-even"): with the graph saved on the machine, loading it costs a few seconds; without,
+# the first compile costs about two minutes.
+BREAK_EVEN_ATOMS_SAVED = 0
+BREAK_EVEN_ATOMS_FRESH = 0
+
+
+def compile_pays(*, work_atoms: float, graph_saved: bool) -> tuple[bool, str]:
+    """(compile?, why) for `auto` in a run of `work_atoms` atoms per process (the CLI's choice)."""
+    if work_atoms <= 0:
+        return False, "auto: nothing to screen"
+    threshold = BREAK_EVEN_ATOMS_SAVED if graph_saved else BREAK_EVEN_ATOMS_FRESH
+    where = "graph saved on this machine" if graph_saved else "no saved graph: a first compile"
+    if work_atoms >= threshold:
+        return True, f"auto: {work_atoms:.0f} atoms of work per process >= break-even {threshold} ({where})"
+    return False, f"auto: {work_atoms:.0f} atoms of work per process < break-even {threshold} ({where})"
 
 
 def cxx_compiler() -> str | None:
@@ -81,22 +107,12 @@ def compile_decision(name: str, *, device: str, mode: str) -> tuple[bool, str]:
     return True, "auto: CPU with a C++ compiler"
 
 
-def cache_dir() -> Path:
-    """Where compiled graphs are kept between processes: $PHONONSCREEN_COMPILE_CACHE, else
-    $XDG_CACHE_HOME/phononscreen/compiled (~/.cache/phononscreen/compiled)."""
-    explicit = os.environ.get(CACHE_ENV)
-    if explicit:
-        return Path(explicit).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "phononscreen" / "compiled"
-
-
 class CompiledModel:
     """Callable like the model it wraps (SevenNet's AtomGraphSequential), compiled.
 
     With an `example` graph (a SevenNet `AtomGraphData`), the model is compiled as one graph
     (`workers.screening.sevennet_graph.ForceStressField`) ahead of time, with symbolic atom and
-    edge counts, and saved under `cache_dir()`; a later process with the same weights, code and
+    edge counts, and saved in the folder `cache` (not saved when None); a later process with the same weights, code and
     library versions loads it instead of compiling (`how` says which). Inputs outside what the
     graph was compiled for (e.g. a 1-atom cell: sizes 0 and 1 are never symbolic) run eager, one
     call at a time (`eager_calls` counts them). If the one-graph path cannot be built, the model
@@ -107,7 +123,7 @@ class CompiledModel:
     reentrant, and the switch to eager after a failure happens once, under a lock.
     """
 
-    def __init__(self, model: Any, *, example: Any = None) -> None:
+    def __init__(self, model: Any, *, example: Any = None, cache: Path | None = None) -> None:
         import torch
 
         # Dynamo reports every graph break and fallback at WARNING; the per-module path expects
@@ -122,7 +138,7 @@ class CompiledModel:
         self._graph = None
         if example is not None:
             try:
-                self._graph, self.how = _full_graph(model, example)
+                self._graph, self.how = _full_graph(model, example, cache=cache)
             except Exception as exc:  # noqa: BLE001 - the per-module path below still compiles
                 text = str(exc).splitlines()[0] if str(exc) else ""
                 self._note = f" (per-module graphs; one graph failed: {type(exc).__name__}: {text[:200]})"
@@ -209,8 +225,14 @@ def _graph_inputs(data: Any) -> dict:
     return inputs
 
 
-def _full_graph(model: Any, example: Any) -> tuple[Any, str]:
-    """(compiled one-graph callable, how it was obtained): loaded from the cache, or compiled and saved."""
+def saved_graph_path(model: Any, example: Any, *, cache: Path) -> Path:
+    """Where the one graph of `model` (traced on `example`) is saved in folder `cache`."""
+    return cache / f"sevennet-{_cache_key(model, _graph_inputs(example))}.bin"
+
+
+def _full_graph(model: Any, example: Any, *, cache: Path | None) -> tuple[Any, str]:
+    """(compiled one-graph callable, how it was obtained): loaded from `cache`, or compiled (and saved
+    there when `cache` is a folder)."""
     import torch
     from torch._dynamo.aot_compile import ModelInput
 
@@ -219,13 +241,13 @@ def _full_graph(model: Any, example: Any) -> tuple[Any, str]:
     field = g.ForceStressField(model)
     # Only guards on the inputs' tensors, shapes and global state: the frozen model's modules are
     # not re-checked on every call (and could not be saved with the graph).
-    compiled = torch.compile(
+    compiled: Any = torch.compile(
         field, fullgraph=True, dynamic=True, options={"guard_filter_fn": torch.compiler.keep_portable_guards_unsafe}
     )
     inputs = _graph_inputs(example)
-    path = cache_dir() / f"sevennet-{_cache_key(model, inputs)}.bin"
+    path = saved_graph_path(model, example, cache=cache) if cache is not None else None
     with torch._dynamo.config.patch(enable_aot_compile=True, trace_autograd_ops=True):
-        if path.is_file():
+        if path is not None and path.is_file():
             try:
                 compiled._load_aot_compiled_module(path.read_bytes())
                 return compiled, f"loaded from {path}"
@@ -243,6 +265,8 @@ def _full_graph(model: Any, example: Any) -> tuple[Any, str]:
             compiled._aot_compile([ModelInput(args=(inputs,), kwargs={}, contexts=[])])
         blob = compiled._save_aot_compiled_module()
     how = "compiled now" + (f" (the saved graph did not load: {stale})" if stale else "")
+    if path is None:
+        return compiled, how + ", not saved (no cache folder)"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")

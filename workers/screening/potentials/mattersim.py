@@ -39,7 +39,7 @@ def missing_weights_message(name: str, *, fallback: bool = True) -> str:
         f"potential {name!r}: checkpoint {file_name} not found in {mattersim_cache_dir()} "
         "and it is never downloaded implicitly. Get the weights in one of these ways: "
         "(1) on a machine with internet run "
-        f"`python -c \"from mattersim.forcefield.potential import Potential; "
+        f'`python -c "from mattersim.forcefield.potential import Potential; '
         f"Potential.from_checkpoint('{name}', load_training_state=False)\"` "
         f"and copy ~/.local/mattersim/pretrained_models/{file_name} to the same folder here; "
         "(2) download it from https://github.com/microsoft/mattersim/tree/main/pretrained_models "
@@ -48,9 +48,7 @@ def missing_weights_message(name: str, *, fallback: bool = True) -> str:
     )
 
 
-def load_mattersim(
-    path: Path, *, device: str
-) -> tuple[Callable[[], Calculator], frozenset[str], str]:
+def load_mattersim(path: Path, *, device: str) -> tuple[Callable[[], Calculator], frozenset[str], str]:
     """Load a MatterSim checkpoint file once; return (calculator factory, elements, version).
 
     `path` must be an existing file: passing MatterSim a path (not a name) is what keeps its loader
@@ -67,13 +65,12 @@ def load_mattersim(
         ) from exc
     from importlib.metadata import version
 
-    potential = Potential.from_checkpoint(
-        load_path=str(path), device=device, load_training_state=False
-    )
+    potential = Potential.from_checkpoint(load_path=str(path), device=device, load_training_state=False)
 
     def make_calculator() -> Calculator:
         # The model predicts stress in GPa; GPa (ase.units) converts it to ASE's eV/Å^3.
-        return MatterSimCalculator(potential=potential, stress_weight=GPa, device=device)
+        calculator: Calculator = MatterSimCalculator(potential=potential, stress_weight=GPa, device=device)
+        return calculator
 
     # M3GNet embeds atomic numbers 1..max_z (94 for the released models: H to Pu).
     max_z = int(potential.model.max_z)

@@ -10,7 +10,7 @@ serial ASE loop.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -93,7 +93,8 @@ def _chunks(atoms_list: Sequence[Atoms], *, max_atoms: int) -> list[list[Atoms]]
     return chunks
 
 
-def _mattersim_potential(calculator: Calculator):
+def _mattersim_potential(calculator: Calculator) -> Any:
+    """MatterSim's `Potential` behind `calculator`, or None (Any: mattersim ships no types)."""
     potential = getattr(calculator, "potential", None)
     if potential is None or not hasattr(potential, "predict_properties"):
         return None

@@ -10,9 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from workers.screening.potentials.compiled import CompiledModel, compile_decision
+from workers.screening.potentials.compiled import COMPILABLE, CompiledModel, compile_decision
 from workers.screening.potentials.mattersim import (
     MATTERSIM_FILES,
     PotentialUnavailableError,
@@ -91,7 +91,12 @@ def resolve_device(device: str) -> str:
 
 
 def load_potential(
-    name: str = "auto", *, device: str = "auto", checkpoint: str | Path | None = None, compile: str = "auto"
+    name: str = "auto",
+    *,
+    device: str = "auto",
+    checkpoint: str | Path | None = None,
+    compile: str = "off",
+    compile_cache: Path | None = None,
 ) -> LoadedPotential:
     """Load potential `name` (one of POTENTIAL_NAMES) on `device`, once per process.
 
@@ -102,9 +107,11 @@ def load_potential(
     `mattersim-v1.0.0-5m` when its checkpoint is in the cache folder, otherwise `sevennet-0` with a
     PotentialFallbackWarning (emitted once, when loaded) that is also kept in `info.warning`.
 
-    `compile` (auto/on/off) runs the model through torch.compile where that was measured to pay
+    `compile` (auto/on/off; the edge decides, default off) runs the model through torch.compile
+    where that was measured to pay
     (see `workers.screening.potentials.compiled`); the compilation happens here, in a warm-up call, so the
-    first structure is not charged for it. `info.execution` says what ran.
+    first structure is not charged for it. `info.execution` says what ran. `compile_cache` is the
+    folder where compiled graphs are kept between processes (None: compiled in this process only).
     """
     if name not in POTENTIAL_NAMES:
         raise ValueError(f"unknown potential {name!r}; valid names: {', '.join(POTENTIAL_NAMES)}")
@@ -118,7 +125,13 @@ def load_potential(
                 how_to = missing_weights_message(AUTO_PREFERRED, fallback=False)
                 warnings.warn(f"{warning}. {how_to}", PotentialFallbackWarning, stacklevel=2)
             _CACHE[key] = _load(
-                resolved, requested=name, device=dev, path=path, warning=warning, compiled=use_compile
+                resolved,
+                requested=name,
+                device=dev,
+                path=path,
+                warning=warning,
+                compiled=use_compile,
+                compile_cache=compile_cache,
             )
         return _CACHE[key]
 
@@ -141,27 +154,29 @@ def _resolve(name: str, checkpoint: str | Path | None) -> tuple[str, Path | None
     if checkpoint is not None:
         resolved = AUTO_PREFERRED if name == "auto" else name
         if resolved not in MATTERSIM_FILES:
-            raise ValueError(
-                f"a checkpoint path applies only to MatterSim potentials, not to {name!r}"
-            )
+            raise ValueError(f"a checkpoint path applies only to MatterSim potentials, not to {name!r}")
         path = Path(checkpoint).expanduser().resolve()
         if not path.is_file():
             raise PotentialUnavailableError(f"potential {resolved!r}: checkpoint {path} not found")
         return resolved, path, None
     if name in MATTERSIM_FILES:
-        path = find_mattersim_checkpoint(name)
-        if path is None:
+        found = find_mattersim_checkpoint(name)
+        if found is None:
             raise PotentialUnavailableError(missing_weights_message(name))
-        return name, path, None
+        return name, found, None
     if name == "auto":
-        path = find_mattersim_checkpoint(AUTO_PREFERRED)
-        if path is not None and importlib.util.find_spec("mattersim") is not None:
-            return AUTO_PREFERRED, path, None
+        found = find_mattersim_checkpoint(AUTO_PREFERRED)
+        if found is not None and importlib.util.find_spec("mattersim") is not None:
+            return AUTO_PREFERRED, found, None
         # Short, because every verdict stores it; the how-to is printed once, with the warning.
-        return AUTO_FALLBACK, None, (
-            f"potential 'auto' resolved to {AUTO_FALLBACK!r}: MatterSim weights "
-            f"({MATTERSIM_FILES[AUTO_PREFERRED]}) are not on this machine, so this verdict is "
-            "SevenNet-0's, not MatterSim's (the reference)"
+        return (
+            AUTO_FALLBACK,
+            None,
+            (
+                f"potential 'auto' resolved to {AUTO_FALLBACK!r}: MatterSim weights "
+                f"({MATTERSIM_FILES[AUTO_PREFERRED]}) are not on this machine, so this verdict is "
+                "SevenNet-0's, not MatterSim's (the reference)"
+            ),
         )
     return name, None, None
 
@@ -182,12 +197,19 @@ _MODELS: dict[tuple[str, str, str | None, bool], _Model] = {}
 
 
 def _load(
-    name: str, *, requested: str, device: str, path: Path | None, warning: str | None, compiled: bool
+    name: str,
+    *,
+    requested: str,
+    device: str,
+    path: Path | None,
+    warning: str | None,
+    compiled: bool,
+    compile_cache: Path | None = None,
 ) -> LoadedPotential:
     # `auto` that fell back and an explicit `sevennet-0` share one model in memory.
     model_key = (name, device, str(path) if path else None, compiled)
     if model_key not in _MODELS:
-        _MODELS[model_key] = _load_model(name, device=device, path=path, compiled=compiled)
+        _MODELS[model_key] = _load_model(name, device=device, path=path, compiled=compiled, compile_cache=compile_cache)
     model = _MODELS[model_key]
     info = PotentialInfo(
         name=name,
@@ -200,12 +222,17 @@ def _load(
         execution=model.compiled.execution if model.compiled is not None else "eager",
     )
     return LoadedPotential(
-        info=info, calculator=model.factory(), elements=model.elements, _factory=model.factory,
+        info=info,
+        calculator=model.factory(),
+        elements=model.elements,
+        _factory=model.factory,
         _compiled=model.compiled,
     )
 
 
-def _load_model(name: str, *, device: str, path: Path | None, compiled: bool = False) -> _Model:
+def _load_model(
+    name: str, *, device: str, path: Path | None, compiled: bool = False, compile_cache: Path | None = None
+) -> _Model:
     compiled_model = None
     if name in MATTERSIM_FILES:
         assert path is not None
@@ -216,20 +243,20 @@ def _load_model(name: str, *, device: str, path: Path | None, compiled: bool = F
         in_cache = cached is not None and cached.resolve() == path.resolve()
         label = path.name if in_cache else str(path)
     elif name == "sevennet-0":
-        factory, elements, pkg, path, compiled_model = _load_sevennet(device=device, compiled=compiled)
+        factory, elements, pkg, path, compiled_model = _load_sevennet(
+            device=device, compiled=compiled, compile_cache=compile_cache
+        )
         label = "sevenn:" + "/".join(path.parts[-2:])
     elif name == "chgnet-0.3.0":
         factory, elements, pkg, path = _load_chgnet(device=device)
         label = "chgnet:" + "/".join(path.parts[-2:])
     else:  # pragma: no cover - _resolve only returns registry names
         raise ValueError(name)
-    return _Model(
-        factory=factory, elements=elements, version=pkg, path=path, label=label, compiled=compiled_model
-    )
+    return _Model(factory=factory, elements=elements, version=pkg, path=path, label=label, compiled=compiled_model)
 
 
 def _load_sevennet(
-    *, device: str, compiled: bool = False
+    *, device: str, compiled: bool = False, compile_cache: Path | None = None
 ) -> tuple[Callable[[], Calculator], frozenset[str], str, Path, CompiledModel | None]:
     from ase.data import chemical_symbols
     from sevenn.calculator import SevenNetCalculator
@@ -246,12 +273,12 @@ def _load_sevennet(
     # the weights; weights that do not ask for gradients spare autograd work (~10 % per call).
     for parameter in model.parameters():
         parameter.requires_grad_(False)
-    compiled_model = CompiledModel(model, example=_example_graph(first)) if compiled else None
+    compiled_model = CompiledModel(model, example=_example_graph(first), cache=compile_cache) if compiled else None
 
     def make_calculator() -> Calculator:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            calc = SevenNetCalculator(model, file_type="model_instance", device=device)
+            calc: Any = SevenNetCalculator(model, file_type="model_instance", device=device)
         if compiled_model is not None:
             calc.model = compiled_model  # the calculator only calls it; its setup used the model
         return calc
@@ -274,7 +301,7 @@ def _rattled_silicon():
     return atoms
 
 
-def _example_graph(calc: Calculator):
+def _example_graph(calc: Any) -> Any:
     """SevenNet's input graph for `_rattled_silicon()`, built the way its calculator builds it."""
     from sevenn.atom_graph_data import AtomGraphData
     from sevenn.train.dataload import unlabeled_atoms_to_graph
@@ -336,3 +363,18 @@ def sha256_file(path: Path) -> str:
                 digest.update(block)
         _SHA_CACHE[key] = digest.hexdigest()
     return _SHA_CACHE[key]
+
+
+def saved_graph_exists(
+    name: str, *, device: str = "auto", checkpoint: str | Path | None = None, compile_cache: Path | None
+) -> bool:
+    """Whether `compile_cache` holds the compiled graph that `load_potential(name, compile=...)` would
+    load (so compiling costs seconds, not minutes). Loads the eager model to find out (once per
+    process; it is kept for later loads)."""
+    resolved = _resolve(name, checkpoint)[0]
+    if compile_cache is None or resolved not in COMPILABLE:
+        return False
+    from workers.screening.potentials.compiled import saved_graph_path
+
+    calc: Any = load_potential(name, device=device, checkpoint=checkpoint, compile="off").calculator
+    return saved_graph_path(calc.model, _example_graph(calc), cache=compile_cache).is_file()

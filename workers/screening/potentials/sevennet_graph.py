@@ -22,6 +22,8 @@ Tests compare it with SevenNet's own model, eager, to float32 rounding.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 # Keys of SevenNet's graph dictionaries (sevenn._keys), spelled out: the compiled graph depends on
@@ -52,7 +54,9 @@ class ForceStressField(torch.nn.Module):
 
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
-        layers = list(model) if hasattr(model, "_atomic_numbers_to_onehot") else []
+        # duck-typed: SevenNet's AtomGraphSequential, checked attribute by attribute below
+        sevennet: Any = model
+        layers: list[torch.nn.Module] = list(sevennet) if hasattr(model, "_atomic_numbers_to_onehot") else []
         head = layers[-1] if layers else None
         if head is None or type(head).__name__ != "ForceStressOutputFromEdge":
             raise UnsupportedModel("not a SevenNet model ending in ForceStressOutputFromEdge")
@@ -62,18 +66,22 @@ class ForceStressField(torch.nn.Module):
         }  # fmt: skip
         for attribute, key in expected.items():
             if getattr(head, attribute, None) != key:
-                raise UnsupportedModel(f"SevenNet force head: {attribute} is {getattr(head, attribute, None)!r}, not {key!r}")
+                raise UnsupportedModel(
+                    f"SevenNet force head: {attribute} is {getattr(head, attribute, None)!r}, not {key!r}"
+                )
         if head._is_batch_data or head.use_atomic_virial or getattr(model, "eval_modal_map", False):
             raise UnsupportedModel("SevenNet model in batch, atomic-virial or multi-modal mode")
         if getattr(model, "key_grad", None) != EDGE_VEC:
-            raise UnsupportedModel(f"SevenNet model differentiates {getattr(model, 'key_grad', None)!r}, not {EDGE_VEC!r}")
-        self.model = model
+            raise UnsupportedModel(
+                f"SevenNet model differentiates {getattr(model, 'key_grad', None)!r}, not {EDGE_VEC!r}"
+            )
+        self.model: Any = model
         self.map_types = bool(model.eval_type_map)
         self.n_body = len(layers) - 1
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         model = self.model
-        data = {key: value for key, value in inputs.items()}  # a local dict: the modules write into it
+        data = dict(inputs)  # a local dict: the modules write into it
         if self.map_types:
             data[model.key_node_feature] = model._atomic_numbers_to_onehot(data[model.key_atomic_numbers])
         for i, layer in enumerate(model):

@@ -101,9 +101,7 @@ def draw_band_structure(bands: BandData, *, title: str = "") -> Figure:
         ax.tick_params(direction="in")
     if ax_dos is not None:
         ax_dos.plot(bands.dos_states_per_thz, bands.dos_frequencies_thz, color=_BAND_COLOR, lw=0.9)
-        ax_dos.fill_betweenx(
-            bands.dos_frequencies_thz, 0.0, bands.dos_states_per_thz, color=_BAND_COLOR, alpha=0.2
-        )
+        ax_dos.fill_betweenx(bands.dos_frequencies_thz, 0.0, bands.dos_states_per_thz, color=_BAND_COLOR, alpha=0.2)
         ax_dos.set_xlim(left=0.0)
         ax_dos.set_xlabel("DOS (states/THz)")
         ax_dos.tick_params(labelleft=False)

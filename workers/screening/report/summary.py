@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
 from typing import Any
 
-VERDICTS = ("stable", "unstable", "relax_failed", "failed")
+from workers.screening.types import VERDICTS
+
 _CRYSTAL_SYSTEMS = (
     "triclinic",
     "monoclinic",
@@ -27,6 +29,33 @@ def _relaxed(row: Mapping[str, Any]) -> bool:
     return row.get("verdict") in ("stable", "unstable")
 
 
+@dataclass(frozen=True, kw_only=True)
+class StabilityRates:
+    """The one definition of a stability rate (CLI summary, API reports and pages use it).
+
+    Fractions in [0, 1], None when the denominator is 0. `stable_rate` is stable over every
+    structure counted (PhononBench's "25.8 % of all generated"), `stable_rate_relaxed` stable over
+    those whose relaxation converged, `stable_phononbench_rate` the paper's path-only criterion over
+    every structure counted.
+    """
+
+    stable_rate: float | None
+    stable_rate_relaxed: float | None
+    stable_phononbench_rate: float | None
+
+    def as_dict(self) -> dict[str, float | None]:
+        return asdict(self)
+
+
+def stability_rates(*, n: int, n_relaxed: int, n_stable: int, n_stable_phononbench: int) -> StabilityRates:
+    """Rates of `n` structures of which `n_relaxed` relaxed and `n_stable` are stable (see StabilityRates)."""
+    return StabilityRates(
+        stable_rate=_rate(n_stable, n),
+        stable_rate_relaxed=_rate(n_stable, n_relaxed),
+        stable_phononbench_rate=_rate(n_stable_phononbench, n),
+    )
+
+
 def _rate(num: int, den: int) -> float | None:
     return num / den if den else None
 
@@ -37,14 +66,13 @@ def _group(rows: list[Mapping[str, Any]]) -> dict[str, Any]:
     n_relaxed = sum(_relaxed(r) for r in rows)
     stable = counts.get("stable", 0)
     pb = sum(bool(r.get("stable_phononbench")) for r in rows)
+    rates = stability_rates(n=n, n_relaxed=n_relaxed, n_stable=stable, n_stable_phononbench=pb)
     return {
         "n": n,
         "counts": {v: counts.get(v, 0) for v in VERDICTS},
         "n_relaxed": n_relaxed,
-        "stable_rate": _rate(stable, n),  # over everything submitted, as PhononBench reports
-        "stable_rate_relaxed": _rate(stable, n_relaxed),
         "stable_phononbench": pb,
-        "stable_phononbench_rate": _rate(pb, n),
+        **rates.as_dict(),
     }
 
 
@@ -80,29 +108,19 @@ def _warning_key(text: str) -> str:
 def summarize_results(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """Verdict counts and stability rates of `ScreeningResult.as_dict(bulky=False)` rows.
 
-    Rates are fractions in [0, 1] (None when the denominator is 0): `stable_rate` is stable over
-    all submitted structures (PhononBench's "25.8 % of all generated"), `stable_rate_relaxed`
-    stable over those whose relaxation converged, `stable_phononbench_rate` the paper's path-only
-    criterion over all. The same numbers are given by crystal system and by space-group number of
+    Rates are `stability_rates` over all rows (stable/all, stable/relaxed, PhononBench/all). The
+    same numbers are given by crystal system and by space-group number of
     the relaxed structure, by potential and by generator; warnings are counted by kind.
     """
     rows = list(rows)
     summary = _group(rows)
-    summary["unstable_reasons"] = dict(
-        Counter(str(r.get("reason")) for r in rows if r.get("verdict") == "unstable")
-    )
+    summary["unstable_reasons"] = dict(Counter(str(r.get("reason")) for r in rows if r.get("verdict") == "unstable"))
     summary["failure_reasons"] = dict(
-        Counter(
-            _warning_key(str(r.get("reason")))
-            for r in rows
-            if r.get("verdict") in ("failed", "relax_failed")
-        )
+        Counter(_warning_key(str(r.get("reason"))) for r in rows if r.get("verdict") in ("failed", "relax_failed"))
     )
     by_system = _grouped(rows, lambda r: r.get("crystal_system") or UNKNOWN)
     order = {name: i for i, name in enumerate((*_CRYSTAL_SYSTEMS, UNKNOWN))}
-    summary["by_crystal_system"] = dict(
-        sorted(by_system.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0]))
-    )
+    summary["by_crystal_system"] = dict(sorted(by_system.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
     by_sg = _grouped(rows, _spacegroup_key)
     symbols = {_spacegroup_key(r): _spacegroup_symbol(r) for r in rows}
     for key, group in by_sg.items():

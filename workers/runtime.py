@@ -1,0 +1,62 @@
+"""The worker process's runtime: its settings, database engine and artifact store, built once at start."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from models.artifacts import ArtifactStore
+from models.session import create_db_engine, create_session_factory
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerConfig:
+    """What a worker process needs, read from Settings once at start-up (the core reads nothing)."""
+
+    database_url: str
+    artifacts_dir: Path
+    device: str = "auto"
+    compile: str = "auto"  # torch.compile of the potential: auto/on/off (workers.screening.potentials.compiled)
+    compile_cache: Path | None = None  # where compiled graphs are kept between worker processes
+    keep_force_constants: bool = False  # phonopy_params yaml (xz) of each screening in the store
+
+
+class WorkerContext:
+    """Per-process database engine and artifact store (a forked child builds its own engine)."""
+
+    def __init__(self, config: WorkerConfig) -> None:
+        self.config = config
+        self.store = ArtifactStore(config.artifacts_dir)
+        self._engine: Engine | None = None
+        self._sessions: sessionmaker[Session] | None = None
+        self._pid = -1
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One session per unit of work, committed here at the edge, rolled back on error."""
+        if self._engine is None or self._sessions is None or self._pid != os.getpid():
+            self._engine, self._pid = create_db_engine(self.config.database_url), os.getpid()
+            self._sessions = create_session_factory(self._engine)
+        with self._sessions() as session, session.begin():
+            yield session
+
+
+_CONTEXT: WorkerContext | None = None
+
+
+def configure_worker(config: WorkerConfig) -> WorkerContext:
+    global _CONTEXT
+    _CONTEXT = WorkerContext(config)
+    return _CONTEXT
+
+
+def get_worker_context() -> WorkerContext:
+    if _CONTEXT is None:
+        raise RuntimeError("worker not configured: start it with `phononscreen worker`")
+    return _CONTEXT

@@ -105,11 +105,15 @@ def read_band_structure(candidate: CandidateDep, session: SessionDep, store: Sto
     responses={200: {"content": {"image/png": {}}}, 404: {"description": "No phonons yet"}},
 )
 def read_band_structure_png(candidate: CandidateDep, session: SessionDep, store: StoreDep) -> Response:
-    """Band structure + DOS plot, drawn on request from the stored data."""
+    """Band structure + DOS plot: the one the worker stored with the verdict (the same file the CLI
+    writes), or drawn now from the stored data for a verdict saved without it."""
+    verdict = _verdict_with(session, candidate, "bands_path")
+    stored = ((verdict.result or {}).get("files") or {}).get("plot")
+    if stored and store.exists(stored):
+        return Response(store.read_bytes(stored), media_type="image/png")
     from workers.screening.report.plots import plot_band_structure  # matplotlib only when asked
     from workers.screening.types import BandData
 
-    verdict = _verdict_with(session, candidate, "bands_path")
     bands = BandData(**json.loads(store.read_bytes(verdict.bands_path)))
     title = f"{candidate.reduced_formula} — {verdict.verdict}"
     return Response(plot_band_structure(bands, title=title), media_type="image/png")

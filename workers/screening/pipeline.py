@@ -6,13 +6,14 @@ import dataclasses
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from workers.screening.physics import cells, elastic, gamma, phonons, verdict
-from workers.screening.physics.relax import relax_structure
+from workers.screening.physics.relax import RelaxOutcome, relax_structure
 from workers.screening.physics.supercells import (
     choose_matrix,
     get_bands_and_thermal,
@@ -92,10 +93,25 @@ def as_duplicate(original: ScreeningResult, *, name: str) -> ScreeningResult:
     )
 
 
-def _relax_in_batches(items, duplicates, *, protocol: ProtocolSettings, potential: LoadedPotential) -> dict:
+@dataclass(frozen=True)
+class Prerelaxed:
+    """A structure's relaxation done together with the rest of its list (GPU batches)."""
+
+    outcome: RelaxOutcome
+    seconds: float  # its share of the batch's wall time
+    extra: dict[str, Any]  # what preparing the cell recorded (e.g. input_to_primitive)
+
+
+def _relax_in_batches(
+    items: Sequence[StructureRecord],
+    duplicates: Sequence[int | None],
+    *,
+    protocol: ProtocolSettings,
+    potential: LoadedPotential,
+) -> dict[int, Prerelaxed]:
     """Where the potential batches (GPU), relax every structure of the list together first.
 
-    Returns {index: (outcome, seconds, cell extra)} for the structures relaxed here; empty on the serial path
+    Returns {index: Prerelaxed} for the structures relaxed here; empty on the serial path
     (then each structure relaxes in `screen_structure`). Preparation errors leave a structure to
     the serial path, which reports them.
     """
@@ -104,7 +120,7 @@ def _relax_in_batches(items, duplicates, *, protocol: ProtocolSettings, potentia
         return {}
     todo, prepared = [], []
     for i, (item, original) in enumerate(zip(items, duplicates, strict=True)):
-        if original is None and item.ok:
+        if original is None and item.structure is not None and item.error is None:
             try:
                 prepared.append(prepare_cell(item.structure, protocol=protocol))
                 todo.append(i)
@@ -122,7 +138,10 @@ def _relax_in_batches(items, duplicates, *, protocol: ProtocolSettings, potentia
         max_atoms=batching.max_atoms_per_batch(potential.info.device),
     )
     share = (time.perf_counter() - start) / len(todo)  # wall time of the batch, shared out
-    return {i: (outcome, share, extra) for i, outcome, (_atoms, extra) in zip(todo, outcomes, prepared, strict=True)}
+    return {
+        i: Prerelaxed(outcome, share, extra)
+        for i, outcome, (_atoms, extra) in zip(todo, outcomes, prepared, strict=True)
+    }
 
 
 def prepare_cell(structure: Structure, *, protocol: ProtocolSettings) -> tuple[Atoms, dict]:
@@ -147,13 +166,13 @@ def screen_structure(
     name: str,
     protocol: ProtocolSettings,
     potential: LoadedPotential,
-    relaxed: tuple | None = None,
+    relaxed: Prerelaxed | None = None,
     keep_force_constants: bool = False,
     stage_log: Path | None = None,
 ) -> ScreeningResult:
     """Relax, compute phonons, decide; any exception becomes a `failed` verdict with its reason.
 
-    `relaxed` = (RelaxOutcome, seconds, cell extra) when the relaxation was already done in a batch;
+    `relaxed`: the relaxation, when it was already done together with the rest of the list;
     `keep_force_constants` attaches the final run's phonopy_params yaml (xz) to the result.
     """
     timings = StageTimes(log=stage_log)
@@ -180,7 +199,7 @@ def _screen(
     protocol: ProtocolSettings,
     potential: LoadedPotential,
     timings: StageTimes,
-    prerelaxed: tuple | None = None,
+    prerelaxed: Prerelaxed | None = None,
 ) -> tuple[ScreeningResult, Phonopy | None]:
     """The screen itself; also returns the final phonopy object (for keep_force_constants)."""
     calc = potential.calculator
@@ -189,7 +208,7 @@ def _screen(
     warnings = [potential.info.warning] if potential.info.warning else []
     input_sg = cells.format_spacegroup(cells.get_spacegroup(cells.to_ase(structure), symprec=protocol.symprec))
     if prerelaxed is not None:  # the cell was prepared and relaxed with the rest of its batch
-        outcome, timings["relax"], extra = prerelaxed
+        outcome, timings["relax"], extra = prerelaxed.outcome, prerelaxed.seconds, prerelaxed.extra
         extra = {**extra, "relax_batched": True}
     else:
         with timings.stage("symmetrize"):
@@ -198,7 +217,7 @@ def _screen(
             outcome = relax_structure(atoms, calculator=calc, settings=protocol)
     relaxed, relax = outcome.atoms, outcome.summary
     relaxed_cif = _cif(relaxed) if relax.converged else None
-    common = {
+    common: dict[str, Any] = {
         "name": name,
         "formula": structure.composition.reduced_formula,
         "n_sites": len(structure),

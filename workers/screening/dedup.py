@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 if TYPE_CHECKING:
     from pymatgen.analysis.structure_matcher import StructureMatcher
@@ -128,7 +128,7 @@ class DuplicateIndex(Generic[Ref]):
         return f"{key}|{len(structure)}" if self.same_cell else key
 
 
-def duplicate_index(mode: DedupMode) -> DuplicateIndex | None:
+def duplicate_index(mode: DedupMode) -> DuplicateIndex[Any] | None:
     """The index that decides what is a duplicate under a protocol's `dedup` setting; None for "off".
 
     The one rule every front door uses (the CLI's run, the service's uploads against the database):

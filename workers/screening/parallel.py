@@ -17,9 +17,13 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from workers.screening.protocols import ProtocolSettings
 from workers.screening.types import ScreeningResult, StructureRecord
+
+if TYPE_CHECKING:
+    from workers.screening.potentials import LoadedPotential
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,7 +133,7 @@ def expected_cost(item: StructureRecord, protocol: ProtocolSettings) -> float:
     return float(n * distinct)
 
 
-_POTENTIAL = None
+_POTENTIAL: LoadedPotential | None = None
 
 
 def _limit_threads(threads: int) -> None:
@@ -141,7 +145,7 @@ def _limit_threads(threads: int) -> None:
     threadpool_limits(limits=threads)
 
 
-def _load(spec: PotentialSpec):
+def _load(spec: PotentialSpec) -> LoadedPotential:
     from workers.screening.potentials import load_potential
 
     return load_potential(

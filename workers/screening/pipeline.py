@@ -144,10 +144,10 @@ def _relax_in_batches(
     }
 
 
-def prepare_cell(structure: Structure, *, protocol: ProtocolSettings) -> tuple[Atoms, dict]:
+def prepare_cell(structure: Structure, *, protocol: ProtocolSettings) -> tuple[Atoms, dict[str, Any]]:
     """The cell the protocol relaxes: the input as given, or its symmetrised standard primitive."""
     atoms = cells.to_ase(structure)
-    extra: dict = {}
+    extra: dict[str, Any] = {}
     if protocol.use_primitive:
         std = cells.standardize_primitive(atoms, symprec=protocol.symprec)
         atoms = std.atoms
@@ -315,7 +315,7 @@ def _screen(
 
 
 def _gamma_unstable(
-    relaxed: Atoms, check: gamma.GammaCheck, *, protocol: ProtocolSettings, timings: StageTimes, common: dict
+    relaxed: Atoms, check: gamma.GammaCheck, *, protocol: ProtocolSettings, timings: StageTimes, common: dict[str, Any]
 ) -> ScreeningResult:
     """Unstable on the Γ check alone: no supercell was built (and no elastic tensor needed)."""
     mode = Mode(

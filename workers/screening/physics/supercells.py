@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -14,6 +14,7 @@ from workers.screening.types import BandData, Decision, PhononRun, ThermalProper
 
 if TYPE_CHECKING:
     from ase import Atoms
+    from ase.calculators.calculator import Calculator
     from phonopy import Phonopy
 
 
@@ -22,7 +23,7 @@ class SupercellRun:
     phonon: Phonopy
     summary: PhononRun
     report: verdict.ZoneReport
-    band: dict
+    band: dict[str, Any]
 
 
 def choose_matrix(atoms: Atoms, protocol: ProtocolSettings, *, confirm: bool) -> tuple[np.ndarray, str | None]:
@@ -41,7 +42,7 @@ def run_supercell(
     matrix: np.ndarray,
     *,
     protocol: ProtocolSettings,
-    calc,
+    calc: Calculator,
     timings: StageTimes,
     stage: str,
     batched: bool,
@@ -100,7 +101,7 @@ def needs_confirmation(report: verdict.ZoneReport, decision: Decision, protocol:
 
 
 def get_bands_and_thermal(
-    phonon: Phonopy, band: dict, protocol: ProtocolSettings
+    phonon: Phonopy, band: dict[str, Any], protocol: ProtocolSettings
 ) -> tuple[BandData, ThermalProperties]:
     if not protocol.check_mesh:  # the verdict did not need the mesh; DOS and thermal do
         phonon.run_mesh(band["mesh"], is_gamma_center=True)

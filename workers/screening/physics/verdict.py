@@ -28,7 +28,9 @@ class ZoneReport:
     n_qpoints: int = 0
 
 
-def scan_modes(phonon: Phonopy, qsets: list[QSet], *, supercell_matrix, settings: ProtocolSettings) -> ZoneReport:
+def scan_modes(
+    phonon: Phonopy, qsets: list[QSet], *, supercell_matrix: np.ndarray, settings: ProtocolSettings
+) -> ZoneReport:
     """Classify every frequency below -`imaginary_tol_thz` in `qsets`.
 
     Acoustic or optical is decided by eigenvector (translational character) within
@@ -105,7 +107,9 @@ def worst_violation(report: ZoneReport) -> Mode | None:
     return min(modes, key=lambda m: m.frequency_thz) if modes else None
 
 
-def _mode(qset: QSet, iq, ib, norms, comm, *, acoustic: bool) -> Mode:
+def _mode(
+    qset: QSet, iq: int | np.integer, ib: int | np.integer, norms: np.ndarray, comm: np.ndarray, *, acoustic: bool
+) -> Mode:
     q = tuple(round(float(x), 6) for x in qset.qpoints[iq])
     where = "gamma" if norms[iq] < 1e-9 else qset.where
     return Mode(

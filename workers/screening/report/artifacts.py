@@ -76,7 +76,8 @@ def result_record(result: ScreeningResult, *, files: dict[str, str], **labels: A
     """The JSON record of one result (what results.jsonl and the verdict row's `result` hold):
     every field but the bulky arrays, the artifact paths under `files`, and the caller's labels
     (e.g. source, generator)."""
-    return to_jsonable({**result.as_dict(bulky=False), **labels, "files": files})
+    record: dict[str, Any] = to_jsonable({**result.as_dict(bulky=False), **labels, "files": files})
+    return record
 
 
 def to_jsonable(value: Any) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -94,7 +95,7 @@ def draw_band_structure(bands: BandData, *, title: str = "") -> Figure:
     ax_band.set_xlabel("Wave vector (1/Å)")
     ax_band.set_ylabel("Frequency (THz)")
 
-    axes: Sequence = (ax_band, ax_dos) if ax_dos is not None else (ax_band,)
+    axes: Sequence[Any] = (ax_band, ax_dos) if ax_dos is not None else (ax_band,)
     for ax in axes:
         ax.axhspan(lower, 0.0, color=_IMAGINARY_SHADE, alpha=0.6, linewidth=0, zorder=0)
         ax.axhline(0.0, color="0.2", linewidth=0.7, linestyle="--")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -92,7 +92,7 @@ def _spacegroup_symbol(row: Mapping[str, Any]) -> str | None:
     return label.split(" (")[0] if label else None
 
 
-def _grouped(rows: list[Mapping[str, Any]], key) -> dict[str, dict[str, Any]]:
+def _grouped(rows: list[Mapping[str, Any]], key: Callable[[Mapping[str, Any]], str]) -> dict[str, dict[str, Any]]:
     buckets: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for row in rows:
         buckets[key(row)].append(row)

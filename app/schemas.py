@@ -3,23 +3,82 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints, field_validator
+
+from models.candidate import Candidate
+from models.generator import Generator
+
+# the lengths of the columns these values land in, so a request that passes validation fits its row
+GENERATOR_NAME_MAX: int = Generator.__table__.c.name.type.length
+FILE_NAME_MAX: int = Candidate.__table__.c.source_file.type.length
+STRUCTURE_NAME_MAX: int = Candidate.__table__.c.name.type.length
+ID_MAX = 2**31 - 1  # ids are INTEGER columns
+
+
+def reject_nul(value: str) -> str:
+    """Postgres text cannot hold NUL, so no text with one may reach a query."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL (\\x00) characters")
+    return value
+
+
+def check_element_symbols(value: str) -> str:
+    """A comma-separated list of element symbols (case matters: Si, not si)."""
+    from pymatgen.core.periodic_table import Element  # pymatgen only when the filter is used
+
+    bad = [s for s in (s.strip() for s in value.split(",")) if s and not Element.is_valid_symbol(s)]
+    if bad:
+        raise ValueError(f"not element symbols: {', '.join(repr(s[:10]) for s in bad[:5])}")
+    return value
+
+
+def get_upload_name(name: str) -> str:
+    """The file name a JSON structure is stored under: its name, with `.cif` when it has no extension."""
+    return name if "." in name else f"{name}.cif"
+
+
+SafeText = Annotated[str, AfterValidator(reject_nul)]
+GeneratorName = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=GENERATOR_NAME_MAX), AfterValidator(reject_nul)
+]
+FileName = Annotated[str, StringConstraints(max_length=FILE_NAME_MAX), AfterValidator(reject_nul)]
+ElementSymbols = Annotated[str, AfterValidator(check_element_symbols)]
 
 
 class StructureIn(BaseModel):
-    name: str = Field(max_length=512, description="Name of the structure within the batch.")
+    name: SafeText = Field(min_length=1, description="Name of the structure within the batch (its file name).")
     cif: str = Field(description="CIF text (or any text format the core reads, named by `name`).")
+
+    @field_validator("name")
+    @classmethod
+    def _fits_as_file_name(cls, value: str) -> str:
+        if len(get_upload_name(value)) > FILE_NAME_MAX:
+            raise ValueError(f"longer than {FILE_NAME_MAX} characters (with `.cif` added when it has no extension)")
+        return value
 
 
 class BatchJSONIn(BaseModel):
     """JSON alternative to the multipart upload."""
 
-    generator: str | None = Field(None, max_length=128)
+    generator: GeneratorName | None = None
     protocol: str | None = Field(None, description="default | phononbench (server default if omitted)")
     potential: str | None = Field(None, description="auto | sevennet-0 | ... (server default if omitted)")
     structures: list[StructureIn] = Field(min_length=1)
+
+
+class UploadedFile(BaseModel):
+    filename: FileName
+
+
+class UploadForm(BaseModel):
+    """The fields of the multipart upload, validated by the rules of the JSON body."""
+
+    generator: GeneratorName | None = None
+    protocol: str | None = None
+    potential: str | None = None
+    files: list[UploadedFile]
 
 
 class StructureOutcome(BaseModel):

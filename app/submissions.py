@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
 from app.fingerprint import describe_structure
-from app.schemas import BatchCreated, StructureOutcome
+from app.schemas import STRUCTURE_NAME_MAX, BatchCreated, StructureOutcome
 from models.artifacts import ArtifactStore
 from models.crud import (
     CandidateValues,
@@ -24,6 +25,8 @@ from workers.screening.types import StructureRecord
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
+
+logger = logging.getLogger(__name__)
 
 
 class SubmissionRejected(Exception):
@@ -44,13 +47,21 @@ class Submission:
     files: list[tuple[str, bytes]] = field(default_factory=list)  # (file name, raw bytes)
 
 
-def register_batch(
-    session: Session, *, submission: Submission, store: ArtifactStore, max_atoms: int
-) -> tuple[BatchCreated, list[int]]:
+@dataclass(frozen=True, kw_only=True)
+class Registered:
+    """A batch whose rows are flushed: the API answer, and what to do once they are committed."""
+
+    created: BatchCreated
+    screening_ids: list[int]  # to enqueue
+    raw_files: list[tuple[str, bytes]]  # (artifact path, bytes): the uploads the rows' submitted_path names
+
+
+def register_batch(session: Session, *, submission: Submission, max_atoms: int) -> Registered:
     """Rows for the batch, its candidates and their queued screenings (flushed, not committed).
 
-    Raises SubmissionRejected (422) when not one structure is usable. Returns the API answer and
-    the screening ids to enqueue after the commit.
+    Raises SubmissionRejected (422) when not one structure is usable. Writes nothing to the artifact
+    store: the caller writes `raw_files` after the commit (`write_raw_files`), so a rollback leaves
+    no file behind.
     """
     from workers.screening.ingest.read import read_bytes
 
@@ -96,13 +107,11 @@ def register_batch(
         n_submitted=len(outcomes),
         rejected=rejected,
     )
-    # the raw files go to the artifact store before the rows commit (the rows reference them)
     used = {file_index for file_index, _, _ in accepted}
     raw_paths = {
-        i: store.write_bytes(f"uploads/batch-{batch.id}/{i:03d}-{safe_name(name)}", data)
-        for i, (name, data) in enumerate(submission.files)
-        if i in used
+        i: f"uploads/batch-{batch.id}/{i:03d}-{safe_name(name)}" for i, (name, _) in enumerate(submission.files)
     }
+    raw_files = [(raw_paths[i], data) for i, (_, data) in enumerate(submission.files) if i in used]
     values = [_with_path(v, raw_paths[i]) for i, _, v in accepted]
     originals = find_duplicates(
         session,
@@ -135,7 +144,17 @@ def register_batch(
         duplicates=len(links),
         structures=outcomes,
     )
-    return created, to_run
+    return Registered(created=created, screening_ids=to_run, raw_files=raw_files)
+
+
+def write_raw_files(store: ArtifactStore, *, raw_files: list[tuple[str, bytes]]) -> None:
+    """Write the uploads of a committed batch; one that cannot be written is logged, not raised:
+    the batch is stored and its screenings need only the rows."""
+    for path, data in raw_files:
+        try:
+            store.write_bytes(path, data)
+        except OSError:
+            logger.exception("raw upload %s not written; its candidates keep their parsed structure", path)
 
 
 def find_duplicates(
@@ -169,6 +188,8 @@ def _describe(record: StructureRecord) -> tuple[CandidateValues | None, tuple[st
     if not record.ok:
         error = record.error
         return None, (error.code, error.message) if error else ("empty", "no structure")
+    if len(record.name) > STRUCTURE_NAME_MAX or "\x00" in record.name:  # an archive member's name, unchecked so far
+        return None, ("name_too_long", f"a structure name must be at most {STRUCTURE_NAME_MAX} characters, without NUL")
     try:
         return describe_structure(
             record.structure,

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, selectinload
 
@@ -38,13 +39,28 @@ class CandidateValues:
 
 
 def get_or_create_generator(session: Session, *, name: str, version: str | None = None) -> Generator:
-    """The generator called `name`, created on first use."""
+    """The generator called `name`, created on first use, inside the caller's transaction.
+
+    Insert-or-ignore then select, so concurrent first uses of a new name all get the one row: on
+    Postgres a second insert waits for the first transaction and then does nothing (no unique-key
+    error, no aborted transaction); SQLite serialises writers.
+    """
     generator = session.scalar(select(Generator).where(Generator.name == name))
-    if generator is None:
-        generator = Generator(name=name, version=version)
-        session.add(generator)
-        session.flush()
-    return generator
+    if generator is not None:
+        return generator
+    values = {"name": name, "version": version, "created_at": utc_now()}
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        session.execute(postgresql.insert(Generator).values(values).on_conflict_do_nothing(index_elements=["name"]))
+    elif dialect == "sqlite":
+        session.execute(sqlite.insert(Generator).values(values).on_conflict_do_nothing(index_elements=["name"]))
+    else:  # no portable insert-or-ignore: a savepoint keeps a lost race from aborting the caller's transaction
+        try:
+            with session.begin_nested():
+                session.add(Generator(**values))
+        except IntegrityError:
+            pass
+    return session.scalars(select(Generator).where(Generator.name == name)).one()
 
 
 def create_batch(

@@ -159,8 +159,8 @@ def _candidate_query(filters: CandidateFilters) -> Select:
     if filters.formula is not None:
         stmt = stmt.where(Candidate.reduced_formula == filters.formula)
     padded = literal("-") + Candidate.chemsys + literal("-")
-    for element in filters.elements:
-        stmt = stmt.where(padded.like(f"%-{element}-%"))
+    for element in filters.elements:  # autoescape: `%` or `_` in a filter is a character, not a wildcard
+        stmt = stmt.where(padded.contains(f"-{element}-", autoescape=True))
     if filters.space_group is not None:
         stmt = stmt.where(func.coalesce(Verdict.spacegroup_number, Candidate.spacegroup_number) == filters.space_group)
     if filters.crystal_system is not None:

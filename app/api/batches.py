@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.deps import BatchDep, CeleryDep, SessionDep, SettingsDep, StoreDep
 from app.config import Settings
 from app.queue import enqueue_screenings
-from app.schemas import BatchCounts, BatchCreated, BatchJSONIn, BatchOut, Problem
-from app.submissions import Submission, SubmissionRejected, register_batch
+from app.schemas import BatchCounts, BatchCreated, BatchJSONIn, BatchOut, Problem, UploadForm, get_upload_name
+from app.submissions import Registered, Submission, SubmissionRejected, register_batch, write_raw_files
 from models.batch import Batch
 from models.queries import count_batch
 from workers.screening.potentials.registry import POTENTIAL_NAMES
@@ -19,6 +24,7 @@ from workers.screening.protocols import PROTOCOLS
 from workers.screening.types import VERDICTS
 
 router = APIRouter(prefix="/batches", tags=["batches"])
+T = TypeVar("T")
 
 _MULTIPART_SCHEMA = {
     "type": "object",
@@ -63,17 +69,19 @@ async def create_batch(
     """Submit structures for screening; answers with the batch id and each structure's fate."""
     submission = await _read_submission(request, settings=settings)
 
-    def register_and_commit() -> tuple[BatchCreated, list[int]]:
-        result = register_batch(session, submission=submission, store=store, max_atoms=settings.max_atoms)
+    def register_and_commit() -> Registered:
+        registered = register_batch(session, submission=submission, max_atoms=settings.max_atoms)
         session.commit()  # one transaction per request: all of the batch or none of it
-        return result
+        write_raw_files(store, raw_files=registered.raw_files)  # only now: a rollback leaves no file
+        return registered
 
     try:
-        created, screening_ids = await run_in_threadpool(register_and_commit)
+        registered = await run_in_threadpool(register_and_commit)
     except SubmissionRejected as exc:
         raise HTTPException(exc.status_code, exc.detail) from None
+    created = registered.created
     try:  # only after the commit: a worker may start on these ids at once
-        enqueue_screenings(celery, screening_ids=screening_ids, chunk=settings.screen_chunk)
+        enqueue_screenings(celery, screening_ids=registered.screening_ids, chunk=settings.screen_chunk)
     except Exception as exc:  # noqa: BLE001 - any broker failure: the rows stay queued, said in the answer
         raise HTTPException(
             503,
@@ -85,25 +93,25 @@ async def create_batch(
 async def _read_submission(request: Request, *, settings: Settings) -> Submission:
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("application/json"):
-        try:
-            body = BatchJSONIn.model_validate_json(await request.body())
-        except ValidationError as exc:
-            raise HTTPException(422, exc.errors(include_url=False, include_context=False)) from None
-        files = [(s.name if "." in s.name else f"{s.name}.cif", s.cif.encode()) for s in body.structures]
-        fields = {"generator": body.generator, "protocol": body.protocol, "potential": body.potential}
+        body = _validate(BatchJSONIn.model_validate_json, await request.body())
+        files = [(get_upload_name(s.name), s.cif.encode()) for s in body.structures]
+        generator, protocol, potential = body.generator, body.protocol, body.potential
         source = "json"
     elif content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
-        form = await request.form(max_files=10_000, max_fields=100)
+        form = await _read_form(request)
         uploads = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
         if not uploads:
             raise HTTPException(422, {"code": "no_files", "message": "send one or more `files` fields"})
-        files = [(f.filename or f"upload-{i}", await f.read()) for i, f in enumerate(uploads)]
-        fields = {k: (str(form[k]) or None) if k in form else None for k in ("generator", "protocol", "potential")}
+        names = [f.filename or f"upload-{i}" for i, f in enumerate(uploads)]
+        fields = {k: form[k] or None for k in ("generator", "protocol", "potential") if k in form}
+        checked = _validate(UploadForm.model_validate, {**fields, "files": [{"filename": n} for n in names]})
+        files = [(name, await f.read()) for name, f in zip(names, uploads, strict=True)]
+        generator, protocol, potential = checked.generator, checked.protocol, checked.potential
         source = "upload"
     else:
         raise HTTPException(415, "send multipart/form-data (field `files`) or application/json")
-    protocol = fields["protocol"] or settings.protocol
-    potential = fields["potential"] or settings.potential
+    protocol = protocol or settings.protocol
+    potential = potential or settings.potential
     if protocol not in PROTOCOLS:
         raise HTTPException(
             422, {"code": "unknown_protocol", "message": f"protocol {protocol!r}; choose one of {sorted(PROTOCOLS)}"}
@@ -113,8 +121,23 @@ async def _read_submission(request: Request, *, settings: Settings) -> Submissio
             422,
             {"code": "unknown_potential", "message": f"potential {potential!r}; choose one of {list(POTENTIAL_NAMES)}"},
         )
-    generator = (fields["generator"] or "").strip()[:128] or None
-    return Submission(source=source, generator=generator, protocol=protocol, potential=potential, files=files)
+    return Submission(source=source, generator=generator or None, protocol=protocol, potential=potential, files=files)
+
+
+def _validate(validate: Callable[[Any], T], data: Any) -> T:
+    """`validate(data)`, its errors raised as the request's (422, located in the body)."""
+    try:
+        return validate(data)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
+
+
+async def _read_form(request: Request) -> FormData:
+    try:
+        return await request.form(max_files=10_000, max_fields=100)
+    except StarletteHTTPException as exc:  # starlette's 400 for a form it cannot parse
+        raise HTTPException(422, {"code": "malformed_body", "message": str(exc.detail)}) from None
 
 
 @router.get("/{batch_id}", response_model=BatchOut)

@@ -8,7 +8,17 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query, Response
 
 from app.api.deps import CandidateDep, SessionDep, StoreDep
-from app.schemas import CandidateDetail, CandidateOut, CandidatePage, ScreeningOut, VerdictOut, WorstMode
+from app.schemas import (
+    ID_MAX,
+    CandidateDetail,
+    CandidateOut,
+    CandidatePage,
+    ElementSymbols,
+    SafeText,
+    ScreeningOut,
+    VerdictOut,
+    WorstMode,
+)
 from models.candidate import Candidate
 from models.queries import SORTS, CandidateFilters, get_candidate_screening, list_candidates
 from models.screening import Screening
@@ -22,17 +32,19 @@ SORT_PATTERN = "^-?(" + "|".join(SORTS) + ")$"
 @router.get("", response_model=CandidatePage)
 def read_candidates(
     session: SessionDep,
-    batch_id: int | None = None,
-    generator: str | None = None,
+    batch_id: Annotated[int | None, Query(ge=1, le=ID_MAX)] = None,
+    generator: Annotated[SafeText | None, Query()] = None,
     verdict: Annotated[Literal[VERDICTS] | None, Query()] = None,  # type: ignore[valid-type]
-    formula: Annotated[str | None, Query(description="Reduced formula, e.g. NaCl")] = None,
-    elements: Annotated[str | None, Query(description="Comma-separated; all must be present, e.g. Si,O")] = None,
+    formula: Annotated[SafeText | None, Query(description="Reduced formula, e.g. NaCl")] = None,
+    elements: Annotated[
+        ElementSymbols | None, Query(description="Comma-separated element symbols; all must be present, e.g. Si,O")
+    ] = None,
     space_group: Annotated[int | None, Query(ge=1, le=230, description="After relaxation when known")] = None,
-    crystal_system: str | None = None,
-    min_frequency_gte: Annotated[float | None, Query(description="THz")] = None,
-    min_frequency_lte: Annotated[float | None, Query(description="THz")] = None,
+    crystal_system: Annotated[SafeText | None, Query()] = None,
+    min_frequency_gte: Annotated[float | None, Query(allow_inf_nan=False, description="THz")] = None,
+    min_frequency_lte: Annotated[float | None, Query(allow_inf_nan=False, description="THz")] = None,
     sort: Annotated[str, Query(pattern=SORT_PATTERN, description="Field, '-' prefix for descending")] = "id",
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=ID_MAX)] = 1,
     per_page: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> CandidatePage:
     """Candidates with their latest verdict, filtered, sorted and paginated."""

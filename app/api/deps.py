@@ -6,10 +6,11 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from celery import Celery
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Path, Request
 from sqlalchemy.orm import Session
 
 from app.config import Settings
+from app.schemas import ID_MAX
 from models.artifacts import ArtifactStore
 from models.batch import Batch
 from models.candidate import Candidate
@@ -40,14 +41,19 @@ StoreDep = Annotated[ArtifactStore, Depends(get_store)]
 CeleryDep = Annotated[Celery, Depends(get_celery)]
 
 
-def get_batch_or_404(batch_id: int, session: SessionDep) -> Batch:
+# an id outside the INTEGER column cannot name a row: 422 before any query
+BatchId = Annotated[int, Path(ge=1, le=ID_MAX, description="Batch id")]
+CandidateId = Annotated[int, Path(ge=1, le=ID_MAX, description="Candidate id")]
+
+
+def get_batch_or_404(batch_id: BatchId, session: SessionDep) -> Batch:
     batch = session.get(Batch, batch_id)
     if batch is None:
         raise HTTPException(404, f"batch {batch_id} not found")
     return batch
 
 
-def get_candidate_or_404(candidate_id: int, session: SessionDep) -> Candidate:
+def get_candidate_or_404(candidate_id: CandidateId, session: SessionDep) -> Candidate:
     candidate = session.get(Candidate, candidate_id)
     if candidate is None:
         raise HTTPException(404, f"candidate {candidate_id} not found")

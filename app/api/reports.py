@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from app.api.deps import SessionDep
-from app.schemas import ReportRow, StabilityReport
+from app.schemas import ID_MAX, ReportRow, StabilityReport
 from models.queries import get_stability_report
 from workers.screening.report.summary import stability_rates
 
@@ -18,7 +18,7 @@ router = APIRouter(prefix="/reports", tags=["reports"])
 def read_stability(
     session: SessionDep,
     group_by: Literal["generator", "crystal_system", "space_group"] = "generator",
-    batch_id: int | None = None,
+    batch_id: Annotated[int | None, Query(ge=1, le=ID_MAX)] = None,
 ) -> StabilityReport:
     """Per group: submitted, screened, relaxed, stable, and the stability rates (stable/all,
     stable/relaxed, PhononBench/all: the definitions the CLI's summary uses)."""

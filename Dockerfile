@@ -24,6 +24,8 @@ RUN pip install ".[api,flower]"
 
 # ---- api: no torch, no potentials ----------------------------------------------------------------
 FROM base AS api
+# it listens on 0.0.0.0: writes need an API key (`phononscreen keys create NAME`), or `phononscreen api` refuses to start
+ENV PHONONSCREEN_REQUIRE_KEYS=true
 # torch and the potentials live in the `worker` extra, which this image does not install
 RUN python -c "import importlib.util, sys, app.main; assert 'torch' not in sys.modules; \
 assert importlib.util.find_spec('torch') is None, 'torch is installed in the api image'"

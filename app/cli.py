@@ -29,6 +29,7 @@ def _register() -> None:
         ("app.commands.screen", ("screen",)),
         ("app.commands.service", ("serve", "api", "worker", "db")),
         ("app.commands.submit", ("submit",)),
+        ("app.commands.keys", ("keys",)),
     ):
         try:
             mod = import_module(module)

@@ -127,6 +127,38 @@ class Settings(BaseSettings):
     )
     api_host: str = Field("127.0.0.1", **_env("PHONONSCREEN_API_HOST"), description="API bind address.")
     api_port: int = Field(8000, gt=0, lt=65536, **_env("PHONONSCREEN_API_PORT"), description="API port.")
+    require_keys: bool = Field(
+        False,
+        **_env("PHONONSCREEN_REQUIRE_KEYS"),
+        description="Every write (POST/PUT/PATCH/DELETE under /api/v1) needs a valid API key (`phononscreen keys`).",
+    )
+    private_reads: bool = Field(
+        False,
+        **_env("PHONONSCREEN_PRIVATE_READS"),
+        description="Reads under /api/v1 need a key too (and so do writes, whatever PHONONSCREEN_REQUIRE_KEYS says).",
+    )
+    rate_limit_per_min: int = Field(
+        600,
+        ge=0,
+        **_env("PHONONSCREEN_RATE_LIMIT_PER_MIN"),
+        description="Requests per minute per API key (429 above it); 0 = no limit.",
+    )
+    daily_structure_quota: int = Field(
+        0,
+        ge=0,
+        **_env("PHONONSCREEN_DAILY_STRUCTURE_QUOTA"),
+        description="Structures accepted per API key per UTC day (429 above it); 0 = no quota.",
+    )
+    cors_origins: str = Field(
+        "",
+        **_env("PHONONSCREEN_CORS_ORIGINS"),
+        description="Comma-separated origins browsers may call the API from; empty: no CORS headers.",
+    )
+    trusted_hosts: str = Field(
+        "",
+        **_env("PHONONSCREEN_TRUSTED_HOSTS"),
+        description="Comma-separated Host header values the API answers (400 otherwise); empty: no check.",
+    )
 
     @field_validator("potential")
     @classmethod
@@ -156,6 +188,18 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def writes_need_key(self) -> bool:
+        return self.require_keys or self.private_reads
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return _split_list(self.cors_origins)
+
+    @property
+    def trusted_host_list(self) -> list[str]:
+        return _split_list(self.trusted_hosts)
+
+    @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'phononscreen.sqlite'}"
 
@@ -171,6 +215,10 @@ class Settings(BaseSettings):
     def env_names(cls) -> set[str]:
         """Every environment variable this object reads."""
         return {str(field.validation_alias) for field in cls.model_fields.values()}
+
+
+def _split_list(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
 
 
 def get_settings() -> Settings:

@@ -1,5 +1,6 @@
 """The FastAPI app factory: settings, database, artifact store and Celery client on app.state;
-the handlers that turn client mistakes and a database outage into 4xx/503, never 500."""
+the handlers that turn client mistakes and a database outage into 4xx/503, never 500; CORS and
+trusted hosts when configured."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import ClientDisconnect
 
 from app.api import api_router
@@ -71,6 +74,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_router)
     add_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    # added last = run first: a foreign Host is refused before anything else; CORS headers go on
+    # every answer to an allowed origin, a 413 or 401 included, so a browser can read the error
+    if settings.cors_origin_list:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+            expose_headers=["Retry-After"],
+        )
+    if settings.trusted_host_list:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_host_list)
     return app
 
 

@@ -1,5 +1,6 @@
 """The database: declarative base, one module per table, sessions and data functions."""
 
+from models.api_key import ApiKey
 from models.base import NAMING_CONVENTION, Base
 from models.batch import Batch
 from models.candidate import Candidate
@@ -7,4 +8,4 @@ from models.generator import Generator
 from models.screening import STATUSES, Screening
 from models.verdict import Verdict
 
-__all__ = ["Base", "NAMING_CONVENTION", "Batch", "Candidate", "Generator", "STATUSES", "Screening", "Verdict"]
+__all__ = ["ApiKey", "Base", "NAMING_CONVENTION", "Batch", "Candidate", "Generator", "STATUSES", "Screening", "Verdict"]

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, selectinload
 
+from models.api_key import ApiKey
 from models.base import utc_now
 from models.batch import Batch
 from models.candidate import Candidate
@@ -203,3 +205,61 @@ def finish_batches(session: Session, *, batch_ids: Sequence[int]) -> list[int]:
             execution_options={"synchronize_session": False},
         )
     return done
+
+
+def create_api_key(session: Session, *, name: str, prefix: str, key_hash: str) -> ApiKey | None:
+    """A new key row (flushed); None, and no change, when a key called `name` exists (revoked or not)."""
+    try:
+        with session.begin_nested():  # a lost race on the unique name must not abort the caller's transaction
+            key = ApiKey(name=name, prefix=prefix, key_hash=key_hash)
+            session.add(key)
+    except IntegrityError:
+        return None
+    return key
+
+
+def revoke_api_key(session: Session, *, name: str) -> ApiKey | None:
+    """Mark the key called `name` revoked (once: a second revoke keeps the first time); None if unknown."""
+    key = session.scalar(select(ApiKey).where(ApiKey.name == name))
+    if key is not None and key.revoked_at is None:
+        key.revoked_at = utc_now()
+        session.flush()
+    return key
+
+
+def count_key_request(session: Session, *, key_id: int, window_min: int, now: datetime) -> int:
+    """Count one request in the key's rate window `window_min` (minutes since the Unix epoch) and set
+    its last use; returns the requests counted in that window, this one included.
+
+    One UPDATE ... RETURNING: concurrent requests, from any API process, each see their own count.
+    A request in a new window starts the count again at 1.
+    """
+    stmt = (
+        update(ApiKey)
+        .where(ApiKey.id == key_id)
+        .values(
+            rate_window_min=window_min,
+            rate_count=case((ApiKey.rate_window_min == window_min, ApiKey.rate_count + 1), else_=1),
+            last_used_at=now,
+        )
+        .returning(ApiKey.rate_count)
+    )
+    return int(session.execute(stmt, execution_options={"synchronize_session": False}).scalar_one())
+
+
+def charge_key_quota(session: Session, *, key_id: int, day: int, structures: int, limit: int) -> int | None:
+    """Add `structures` to the key's count for `day` (days since the Unix epoch, UTC) unless that
+    would pass `limit`; returns the new count, or None (and no change) when it would.
+
+    One conditional UPDATE ... RETURNING, so two batches charged at once can never both fit into
+    the last of the quota.
+    """
+    used_today = case((ApiKey.quota_day == day, ApiKey.quota_used), else_=0)
+    stmt = (
+        update(ApiKey)
+        .where(ApiKey.id == key_id, used_today + structures <= limit)
+        .values(quota_day=day, quota_used=used_today + structures)
+        .returning(ApiKey.quota_used)
+    )
+    used = session.execute(stmt, execution_options={"synchronize_session": False}).scalar_one_or_none()
+    return None if used is None else int(used)

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, Select, case, func, literal, select, tuple_
 from sqlalchemy.orm import Session, aliased
 
+from models.api_key import ApiKey
 from models.candidate import Candidate
 from models.generator import Generator
 from models.screening import DUPLICATE, STATUSES, Screening
@@ -237,3 +238,14 @@ def get_stability_report(session: Session, *, group_by: GroupBy, batch_id: int |
         ReportRow(str(g), int(n), int(s or 0), int(r or 0), int(st or 0), int(pb or 0))
         for g, n, s, r, st, pb in session.execute(stmt).all()
     ]
+
+
+def get_api_key(session: Session, *, key_hash: str) -> ApiKey | None:
+    """The key whose hash is `key_hash` (revoked or not), or None."""
+    # populate_existing: the counters as stored now, even if this session loaded the row before
+    return session.scalar(select(ApiKey).where(ApiKey.key_hash == key_hash).execution_options(populate_existing=True))
+
+
+def list_api_keys(session: Session) -> list[ApiKey]:
+    """Every key, oldest first."""
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.id)).all())

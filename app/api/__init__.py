@@ -1,9 +1,11 @@
 """HTTP routes: the versioned API (/api/v1) and the health probes."""
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from app.api import batches, candidates, reports
+from app.api.deps import get_caller
 
-api_router = APIRouter(prefix="/api/v1")
+# one rule for every route: who may call (API keys, rate limit) is decided by `get_caller`
+api_router = APIRouter(prefix="/api/v1", dependencies=[Depends(get_caller)])
 for module in (batches, candidates, reports):
     api_router.include_router(module.router)

@@ -12,10 +12,11 @@ from pydantic import ValidationError
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.api.deps import BatchDep, CeleryDep, SessionDep, SettingsDep, StoreDep
+from app.api.deps import BatchDep, CallerDep, CeleryDep, SessionDep, SettingsDep, StoreDep
 from app.config import Settings
 from app.queue import enqueue_screenings
 from app.schemas import BatchCounts, BatchCreated, BatchJSONIn, BatchOut, Problem, UploadForm, get_upload_name
+from app.security import charge_quota, refuse_if_quota_spent
 from app.submissions import Registered, Submission, SubmissionRejected, register_batch, write_raw_files
 from models.batch import Batch
 from models.queries import count_batch
@@ -58,19 +59,36 @@ _OPENAPI_BODY = {
     response_model=BatchCreated,
     openapi_extra=_OPENAPI_BODY,
     responses={
+        401: {"model": Problem, "description": "No API key, or an unknown one (when keys are required)"},
+        403: {"model": Problem, "description": "Revoked API key"},
         413: {"model": Problem, "description": "Upload too large"},
         422: {"model": Problem, "description": "No usable structure, or bad fields"},
+        429: {"model": Problem, "description": "Rate limit or daily structure quota of the key; see Retry-After"},
         503: {"model": Problem, "description": "Stored, but the broker could not be reached"},
     },
 )
 async def create_batch(
-    request: Request, session: SessionDep, settings: SettingsDep, store: StoreDep, celery: CeleryDep
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    store: StoreDep,
+    celery: CeleryDep,
+    caller: CallerDep,
 ) -> BatchCreated:
     """Submit structures for screening; answers with the batch id and each structure's fate."""
+    quota = settings.daily_structure_quota
+    if caller is not None:
+        refuse_if_quota_spent(caller, quota=quota)  # before reading the body
     submission = await _read_submission(request, settings=settings)
 
     def register_and_commit() -> Registered:
         registered = register_batch(session, submission=submission, max_atoms=settings.max_atoms)
+        if caller is not None:
+            try:  # in the batch's transaction: a batch that does not fit stores nothing
+                charge_quota(session, key=caller, structures=registered.created.accepted, quota=quota)
+            except HTTPException:
+                session.rollback()
+                raise
         session.commit()  # one transaction per request: all of the batch or none of it
         write_raw_files(store, raw_files=registered.raw_files)  # only now: a rollback leaves no file
         return registered

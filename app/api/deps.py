@@ -7,13 +7,17 @@ from typing import Annotated
 
 from celery import Celery
 from fastapi import Depends, HTTPException, Path, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.schemas import ID_MAX
+from app.security import BEARER, check_key, count_request, hash_key
+from models.api_key import ApiKey
 from models.artifacts import ArtifactStore
 from models.batch import Batch
 from models.candidate import Candidate
+from models.queries import get_api_key
 
 
 def get_db(request: Request) -> Iterator[Session]:
@@ -62,3 +66,43 @@ def get_candidate_or_404(candidate_id: CandidateId, session: SessionDep) -> Cand
 
 BatchDep = Annotated[Batch, Depends(get_batch_or_404)]
 CandidateDep = Annotated[Candidate, Depends(get_candidate_or_404)]
+
+
+# auto_error=False: a missing key is this module's decision (401 or anonymous), not HTTPBearer's 403
+bearer = HTTPBearer(auto_error=False, description="An API key from `phononscreen keys create NAME`")
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def get_caller(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> ApiKey | None:
+    """The API key calling, or None for an anonymous call where keys are not required; the one
+    rule of every /api/v1 route (set on the router).
+
+    Writes need a key with PHONONSCREEN_REQUIRE_KEYS, reads too with PHONONSCREEN_PRIVATE_READS:
+    401 without a key or with an unknown one, 403 for a revoked one. A key that is sent is always
+    checked and counted (rate limit, last use), required or not. The count is committed at once,
+    so a request refused later still counts.
+    """
+    if credentials is None:
+        required = settings.private_reads or (request.method not in READ_METHODS and settings.writes_need_key)
+        if required:
+            message = "send an API key: Authorization: Bearer KEY"
+            raise HTTPException(401, {"code": "key_required", "message": message}, headers=BEARER)
+        return None
+    key = check_key(get_api_key(session, key_hash=hash_key(credentials.credentials)))
+    refused: HTTPException | None = None
+    try:
+        count_request(session, key=key, limit_per_min=settings.rate_limit_per_min)
+    except HTTPException as exc:  # 429: the request still counts
+        refused = exc
+    session.commit()  # the count stands whatever the route does next
+    if refused is not None:
+        raise refused
+    return key
+
+
+CallerDep = Annotated[ApiKey | None, Depends(get_caller)]

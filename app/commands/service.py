@@ -7,10 +7,14 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from app.commands import settings_or_fail
+
+if TYPE_CHECKING:
+    from app.config import Settings
 
 
 @click.command()
@@ -22,11 +26,13 @@ from app.commands import settings_or_fail
     default=None,
     help="Data folder [PHONONSCREEN_HOME, the user data directory].",
 )
-def serve(port: int | None, host: str | None, home: Path | None) -> None:
+@click.option("--insecure", is_flag=True, help="Serve a non-loopback address without API keys (anyone can submit).")
+def serve(port: int | None, host: str | None, home: Path | None, insecure: bool) -> None:
     """Run everything on this machine: SQLite, a serverless broker, one worker and the API.
 
     Data (database, broker, artifacts) is kept under PHONONSCREEN_HOME. Set DATABASE_URL and
-    CELERY_BROKER_URL to use Postgres and Redis instead. Stop with Ctrl-C.
+    CELERY_BROKER_URL to use Postgres and Redis instead. Stop with Ctrl-C. Bound to an address
+    other than loopback it needs PHONONSCREEN_REQUIRE_KEYS=true (or --insecure).
     """
     import uvicorn
 
@@ -36,6 +42,8 @@ def serve(port: int | None, host: str | None, home: Path | None) -> None:
     if home is not None:
         os.environ["PHONONSCREEN_HOME"] = str(home.resolve())
     settings = settings_or_fail()
+    host, port = host or settings.api_host, port or settings.api_port
+    check_exposure(settings, host=host, port=port, insecure=insecure)  # before anything starts
     settings.home.mkdir(parents=True, exist_ok=True)
     upgrade_database(settings.resolved_database_url)
     click.echo(f"phononscreen: data in {settings.home}")
@@ -44,9 +52,30 @@ def serve(port: int | None, host: str | None, home: Path | None) -> None:
     # die there and orphan the worker, so turn it into SystemExit and let `finally` stop the worker
     signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
-        uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port)
+        uvicorn.run(create_app(settings), host=host, port=port)
     finally:
         stop_process(worker)
+
+
+def check_exposure(settings: Settings, *, host: str, port: int, insecure: bool) -> None:
+    """Say who may submit to the API about to listen on host:port; refuse (ClickException) an
+    address other than loopback without API keys, unless `insecure`."""
+    from app.security import is_loopback
+
+    address = f"{host}:{port}"
+    if settings.writes_need_key:
+        reads = "reads and writes" if settings.private_reads else "writes"
+        click.echo(f"API keys required for {reads} on {address} (create one: phononscreen keys create NAME)")
+    elif is_loopback(host):
+        click.echo(f"no API keys required: anyone who can reach {address} can submit")
+    elif insecure:
+        click.echo(f"WARNING: no API keys required (--insecure): anyone who can reach {address} can submit", err=True)
+    else:
+        raise click.ClickException(
+            f"refusing to listen on {address} without API keys: anyone who can reach it could submit. "
+            "Set PHONONSCREEN_REQUIRE_KEYS=true (and create keys: phononscreen keys create NAME), "
+            "bind 127.0.0.1, or pass --insecure."
+        )
 
 
 def _exit_on_signal(signum: int, _frame: object) -> None:
@@ -74,18 +103,18 @@ def stop_process(process: subprocess.Popen, *, timeout_s: float = 20) -> None:
 @click.option("--port", type=int, default=None, help="[PHONONSCREEN_API_PORT, 8000]")
 @click.option("--host", default=None, help="[PHONONSCREEN_API_HOST, 127.0.0.1]")
 @click.option("--workers", type=int, default=1, show_default=True, help="Uvicorn worker processes.")
-def api(port: int | None, host: str | None, workers: int) -> None:
-    """Run the HTTP API only (the database must be migrated: `phononscreen db upgrade`)."""
+@click.option("--insecure", is_flag=True, help="Serve a non-loopback address without API keys (anyone can submit).")
+def api(port: int | None, host: str | None, workers: int, insecure: bool) -> None:
+    """Run the HTTP API only (the database must be migrated: `phononscreen db upgrade`).
+
+    Bound to an address other than loopback it needs PHONONSCREEN_REQUIRE_KEYS=true (or --insecure).
+    """
     import uvicorn
 
     settings = settings_or_fail()
-    uvicorn.run(
-        "app.main:create_app",
-        factory=True,
-        host=host or settings.api_host,
-        port=port or settings.api_port,
-        workers=workers,
-    )
+    host, port = host or settings.api_host, port or settings.api_port
+    check_exposure(settings, host=host, port=port, insecure=insecure)  # before anything starts
+    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=workers)
 
 
 @click.command()

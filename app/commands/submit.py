@@ -17,6 +17,12 @@ import click
     envvar="PHONONSCREEN_URL",
     help="Base URL of the service [PHONONSCREEN_URL].",
 )
+@click.option(
+    "--key",
+    default=None,
+    envvar="PHONONSCREEN_API_KEY",
+    help="API key, sent as `Authorization: Bearer KEY` [PHONONSCREEN_API_KEY].",
+)
 @click.option("--generator", "-g", default=None, help="Name of the generative model that made them.")
 @click.option("--protocol", default=None, help="default | phononbench (server default if omitted).")
 @click.option("--potential", default=None, help="auto | sevennet-0 | ... (server default if omitted).")
@@ -25,6 +31,7 @@ import click
 def submit(
     paths: tuple[Path, ...],
     url: str,
+    key: str | None,
     generator: str | None,
     protocol: str | None,
     potential: str | None,
@@ -38,7 +45,8 @@ def submit(
     if not files:
         raise click.ClickException("no files to submit")
     data = {k: v for k, v in {"generator": generator, "protocol": protocol, "potential": potential}.items() if v}
-    with httpx.Client(base_url=url.rstrip("/"), timeout=120) as client:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    with httpx.Client(base_url=url.rstrip("/"), timeout=120, headers=headers) as client:
         handles = [("files", (f.name, f.read_bytes())) for f in files]
         response = client.post("/api/v1/batches", files=handles, data=data)
         if response.status_code != 202:

@@ -10,7 +10,7 @@ from models import Base
 from models.session import create_db_engine
 from tests.service.conftest import create_database, drop_database
 
-TABLES = {"generators", "batches", "candidates", "screenings", "verdicts"}
+TABLES = {"generators", "batches", "candidates", "screenings", "verdicts", "api_keys"}
 
 
 def _round_trip(url: str) -> None:

@@ -27,7 +27,7 @@ def _register() -> None:
 
     for module, names in (
         ("app.commands.screen", ("screen",)),
-        ("app.commands.service", ("serve", "api", "worker", "db")),
+        ("app.commands.service", ("serve", "api", "worker", "beat", "db")),
         ("app.commands.submit", ("submit",)),
         ("app.commands.keys", ("keys",)),
     ):

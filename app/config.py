@@ -113,6 +113,19 @@ class Settings(BaseSettings):
         **_env("PHONONSCREEN_TASK_TIME_LIMIT_S"),
         description="Hard limit of one screening task (the worker child is killed).",
     )
+    lease_s: int = Field(
+        600,
+        ge=3,
+        **_env("PHONONSCREEN_LEASE_S"),
+        description="Lease of a running screening, renewed by its worker every third of it; past it the "
+        "reconciler gives the screening to another worker.",
+    )
+    reconcile_every_s: int = Field(
+        60,
+        gt=0,
+        **_env("PHONONSCREEN_RECONCILE_EVERY_S"),
+        description="How often the reconciler runs (`phononscreen beat`, or a thread of `serve`).",
+    )
     keep_force_constants: bool = Field(
         False,
         **_env("PHONONSCREEN_KEEP_FORCE_CONSTANTS"),

@@ -6,16 +6,13 @@ from collections.abc import Sequence
 
 from celery import Celery
 
-from workers.celery_app import SCREEN_QUEUE, SCREEN_TASK
+from workers.celery_app import send_screenings
 
 
 def enqueue_screenings(celery: Celery, *, screening_ids: Sequence[int], chunk: int) -> int:
     """Send the screenings in tasks of `chunk` ids each; returns the number of tasks sent.
 
-    Call only after the rows are committed: a worker may pick a task up at once.
+    Call only after the rows are committed: a worker may pick a task up at once. The one way of
+    sending screenings (the reconciler re-sends through it too): `workers.celery_app.send_screenings`.
     """
-    ids = list(screening_ids)
-    chunks = [ids[i : i + chunk] for i in range(0, len(ids), chunk)]
-    for part in chunks:
-        celery.send_task(SCREEN_TASK, args=[part], queue=SCREEN_QUEUE)
-    return len(chunks)
+    return send_screenings(celery, screening_ids=screening_ids, chunk=chunk)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, selectinload
@@ -119,14 +119,26 @@ def mark_duplicates(session: Session, *, links: Sequence[tuple[Screening, int]])
     session.flush()
 
 
+MAX_ATTEMPTS = 3  # claims of one screening: a structure that kills its worker every time stops here
+
+
 def claim_screenings(
-    session: Session, *, ids: Sequence[int], worker: str, task_id: str, max_attempts: int = 3
+    session: Session,
+    *,
+    ids: Sequence[int],
+    worker: str,
+    task_id: str,
+    max_attempts: int = MAX_ATTEMPTS,
+    lease_until: datetime | None = None,
+    sent_at: datetime | None = None,
 ) -> list[int]:
     """Atomically mark queued screenings as running for this task; returns the ids it got.
 
     A single UPDATE ... RETURNING, so two workers can never both claim a row. Rows already running
     under the same task id are reclaimed: that is a redelivery of a message whose worker died.
     A structure that kills its worker every time (out of memory) stops after `max_attempts`.
+    `lease_until`: the lease the claim starts with (renew it with `renew_leases`); `sent_at`: when
+    the claiming message was sent, kept in `enqueued_at` (the reconciler's "consumed up to here").
     """
     stmt = (
         update(Screening)
@@ -144,7 +156,109 @@ def claim_screenings(
             attempts=Screening.attempts + 1,
             started_at=utc_now(),
             error=None,
+            lease_expires_at=lease_until,
+            enqueued_at=Screening.enqueued_at if sent_at is None else sent_at,
         )
+        .returning(Screening.id)
+    )
+    return sorted(session.scalars(stmt, execution_options={"synchronize_session": False}).all())
+
+
+def renew_leases(session: Session, *, ids: Sequence[int], task_id: str, until: datetime) -> int:
+    """Extend the leases of these screenings while this task still holds them; returns how many."""
+    result = session.execute(
+        update(Screening)
+        .where(Screening.id.in_(list(ids)), Screening.status == "running", Screening.task_id == task_id)
+        .values(lease_expires_at=until),
+        execution_options={"synchronize_session": False},
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _lease_expired(*, now: datetime, lease_s: float) -> ColumnElement[bool]:
+    # a row claimed before leases existed has none: its lease then runs from its start
+    return and_(
+        Screening.status == "running",
+        or_(
+            Screening.lease_expires_at < now,
+            and_(Screening.lease_expires_at.is_(None), Screening.started_at < now - timedelta(seconds=lease_s)),
+        ),
+    )
+
+
+def requeue_expired(session: Session, *, now: datetime, lease_s: float, max_attempts: int = MAX_ATTEMPTS) -> list[int]:
+    """Put running screenings whose lease expired (their worker died) back in the queue, sent at
+    `now`, unless they used up their attempts; returns their ids (send them after the commit)."""
+    stmt = (
+        update(Screening)
+        .where(_lease_expired(now=now, lease_s=lease_s), Screening.attempts < max_attempts)
+        .values(status="queued", lease_expires_at=None, enqueued_at=now, worker=None)
+        .returning(Screening.id)
+    )
+    return sorted(session.scalars(stmt, execution_options={"synchronize_session": False}).all())
+
+
+def fail_expired(session: Session, *, now: datetime, lease_s: float, max_attempts: int = MAX_ATTEMPTS) -> list[int]:
+    """Mark failed the running screenings whose lease expired on their last attempt; returns their ids."""
+    stmt = (
+        update(Screening)
+        .where(_lease_expired(now=now, lease_s=lease_s), Screening.attempts >= max_attempts)
+        .values(
+            status="failed",
+            finished_at=now,
+            lease_expires_at=None,
+            error=f"lease expired {max_attempts} times: the worker died (killed, out of memory or past the "
+            "hard time limit)",
+        )
+        .returning(Screening.id)
+    )
+    return sorted(session.scalars(stmt, execution_options={"synchronize_session": False}).all())
+
+
+def resend_lost(session: Session, *, now: datetime, grace_s: float, probe: int = 1) -> list[int]:
+    """Queued screenings whose message was lost, stamped as sent at `now`; returns their ids (send
+    them after the commit).
+
+    Messages are consumed in the order they were sent, so a screening queued `grace_s` before one
+    that a worker has already claimed lost its message (a broker outage at submission, a broker
+    that lost its data). When no screening holds a live lease, none was claimed and none sent for
+    `grace_s`, nothing consumes: the workers are down, or every message is lost; then only the
+    `probe` oldest are re-sent, so a long worker outage adds one message per `grace_s` rather than
+    one per screening, and once a probe is claimed the rule above re-sends the rest.
+    """
+    cutoff = now - timedelta(seconds=grace_s)
+    consumed = session.scalar(select(func.max(Screening.enqueued_at)).where(Screening.started_at.is_not(None)))
+    stale = Screening.status == "queued", Screening.enqueued_at < cutoff
+    ids: list[int] = []
+    if consumed is not None:
+        ids = list(
+            session.scalars(
+                select(Screening.id).where(*stale, Screening.enqueued_at < consumed - timedelta(seconds=grace_s))
+            )
+        )
+    busy = session.scalar(
+        select(Screening.id)
+        .where(
+            or_(
+                and_(Screening.status == "running", Screening.lease_expires_at >= now),
+                Screening.started_at >= cutoff,
+                and_(Screening.status == "queued", Screening.enqueued_at >= cutoff),  # a message in flight
+            )
+        )
+        .limit(1)
+    )
+    if not ids and busy is None:
+        ids = list(
+            session.scalars(
+                select(Screening.id).where(*stale).order_by(Screening.enqueued_at, Screening.id).limit(probe)
+            )
+        )
+    if not ids:
+        return []
+    stmt = (
+        update(Screening)
+        .where(Screening.id.in_(ids), Screening.status == "queued")  # a worker may have claimed one meanwhile
+        .values(enqueued_at=now)
         .returning(Screening.id)
     )
     return sorted(session.scalars(stmt, execution_options={"synchronize_session": False}).all())

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, case, func, literal, select, tuple_
+from sqlalchemy import ColumnElement, Select, and_, case, func, literal, or_, select, tuple_
 from sqlalchemy.orm import Session, aliased
 
 from models.api_key import ApiKey
+from models.base import utc_now
+from models.batch import Batch
 from models.candidate import Candidate
 from models.generator import Generator
 from models.screening import DUPLICATE, STATUSES, Screening
@@ -117,11 +120,17 @@ def get_batch_ids(session: Session, *, screening_ids: Sequence[int]) -> list[int
 
 
 def get_dedup_candidates(
-    session: Session, *, keys: Collection[tuple[str, str]], protocol: str, potential: str
+    session: Session,
+    *,
+    keys: Collection[tuple[str, str]],
+    protocol: str,
+    potential: str,
+    now: datetime | None = None,
 ) -> list[tuple[int, int, str, dict]]:
     """(screening id, candidate id, fingerprint, structure dict) of every screening under `protocol`
-    and `potential` that ran or will run (not a duplicate, not crashed) for a candidate with one of
-    these (reduced_formula, fingerprint) keys; oldest first, so the first match is the original.
+    and `potential` that ran or will run (not a duplicate, not crashed, not running on a lease that
+    expired at `now`, default the current time: its worker died) for a candidate with one of these
+    (reduced_formula, fingerprint) keys; oldest first, so the first match is the original.
 
     The key pair is indexed (ix_candidates_formula_fingerprint), so this stays cheap at 100,000 rows.
     """
@@ -135,11 +144,19 @@ def get_dedup_candidates(
             Screening.protocol == protocol,
             Screening.potential == potential,
             Screening.duplicate_of_id.is_(None),
-            Screening.status.in_(("queued", "running", "done")),
+            or_(
+                Screening.status.in_(("queued", "done")),
+                and_(Screening.status == "running", Screening.lease_expires_at >= (now or utc_now())),
+            ),
         )
         .order_by(Screening.id)
     ).all()
     return [tuple(row) for row in rows]
+
+
+def get_open_batch_ids(session: Session) -> list[int]:
+    """Batches not yet stamped finished (some may have ended: `crud.finish_batches` decides)."""
+    return list(session.scalars(select(Batch.id).where(Batch.finished_at.is_(None)).order_by(Batch.id)).all())
 
 
 def _candidate_query(filters: CandidateFilters) -> Select:

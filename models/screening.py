@@ -8,7 +8,7 @@ from typing import Literal
 from sqlalchemy import DateTime, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from models.base import Base, TimestampMixin
+from models.base import Base, TimestampMixin, utc_now
 from models.candidate import Candidate
 
 ScreeningStatus = Literal["queued", "running", "done", "failed", "duplicate"]
@@ -35,6 +35,12 @@ class Screening(TimestampMixin, Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     error: Mapped[str | None] = mapped_column(Text)
+    # a running screening is its worker's only while this lies ahead: the worker renews it as it
+    # works; past it the reconciler takes the screening back (workers.reconcile)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # when the message that will run this queued screening was sent (or, once claimed, when the
+    # message that claimed it was): the reconciler compares these to find messages that were lost
+    enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=utc_now)
     # the screening (same protocol and potential, never itself a duplicate) whose verdict this one
     # shares; SET NULL so deleting that batch leaves this row behind, orphaned rather than gone
     duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("screenings.id", ondelete="SET NULL"), index=True)

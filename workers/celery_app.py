@@ -5,17 +5,25 @@ Importing this module imports no task bodies (the API sends tasks by name), only
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
 from celery import Celery
 
 SCREEN_TASK = "phononscreen.screen_screenings"
 FINISH_BATCHES_TASK = "phononscreen.finish_batches"
+RECONCILE_TASK = "phononscreen.reconcile"
 SCREEN_QUEUE = "screen"  # heavy: one potential per worker process, GPU workers listen here
 DEFAULT_QUEUE = "default"  # light bookkeeping
 
 celery_app = Celery("phononscreen", include=["workers.tasks"])
 celery_app.conf.update(
     task_default_queue=DEFAULT_QUEUE,
-    task_routes={SCREEN_TASK: {"queue": SCREEN_QUEUE}, FINISH_BATCHES_TASK: {"queue": DEFAULT_QUEUE}},
+    task_routes={
+        SCREEN_TASK: {"queue": SCREEN_QUEUE},
+        FINISH_BATCHES_TASK: {"queue": DEFAULT_QUEUE},
+        RECONCILE_TASK: {"queue": DEFAULT_QUEUE},
+    },
     task_acks_late=True,  # a worker that dies mid-task leaves the message for another
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,  # screening tasks take minutes: never hoard them
@@ -27,12 +35,23 @@ celery_app.conf.update(
 )
 
 
-def configure_celery(*, broker_url: str, soft_time_limit_s: int, time_limit_s: int) -> Celery:
-    """Point the app at a broker and set the task time limits; returns the app."""
+def configure_celery(
+    *, broker_url: str, soft_time_limit_s: int, time_limit_s: int, reconcile_every_s: float = 60
+) -> Celery:
+    """Point the app at a broker, set the task time limits and the reconciler's beat; returns the app."""
     celery_app.conf.update(
         broker_url=broker_url,
         task_soft_time_limit=soft_time_limit_s,
         task_time_limit=time_limit_s,
+        # read by `phononscreen beat` only; a tick that finds the last one still waiting just adds a
+        # harmless second pass (the reconciler is idempotent), so it expires after one interval
+        beat_schedule={
+            "reconcile": {
+                "task": RECONCILE_TASK,
+                "schedule": reconcile_every_s,
+                "options": {"queue": DEFAULT_QUEUE, "expires": reconcile_every_s},
+            }
+        },
         # Redis re-delivers an unacked message after the visibility timeout: it must exceed the
         # longest task. (kombu's SQLAlchemy transport would pass this on to create_engine.)
         broker_transport_options=(
@@ -40,3 +59,19 @@ def configure_celery(*, broker_url: str, soft_time_limit_s: int, time_limit_s: i
         ),
     )
     return celery_app
+
+
+def send_screenings(
+    celery: Celery, *, screening_ids: Sequence[int], chunk: int, sent_at: datetime | None = None
+) -> int:
+    """Send the screenings in tasks of `chunk` ids each, stamped with when they were sent (the
+    reconciler's clue to lost messages); returns the number of tasks sent.
+
+    Call only after the rows are committed: a worker may pick a task up at once.
+    """
+    ids = list(screening_ids)
+    stamp = (sent_at or datetime.now(UTC)).isoformat()
+    chunks = [ids[i : i + chunk] for i in range(0, len(ids), chunk)]
+    for part in chunks:
+        celery.send_task(SCREEN_TASK, args=[part], kwargs={"sent_at": stamp}, queue=SCREEN_QUEUE)
+    return len(chunks)

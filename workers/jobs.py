@@ -5,10 +5,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from itertools import groupby
+
+from celery.exceptions import SoftTimeLimitExceeded
 
 from models.crud import claim_screenings, fail_screenings, get_screenings
 from models.queries import get_batch_ids
+from workers.leases import lease_until
 from workers.persistence import save_result
 from workers.runtime import WorkerContext
 from workers.screening.types import ScreeningResult, StructureRecord
@@ -23,10 +27,22 @@ class Job:
     record: StructureRecord
 
 
-def claim(context: WorkerContext, *, ids: Sequence[int], worker: str, task_id: str) -> list[int]:
-    """Claim the screenings this task may run (committed before any work starts)."""
+TIME_LIMIT = "time_limit"  # the error of screenings a task left unfinished at its soft time limit
+
+
+def claim(
+    context: WorkerContext, *, ids: Sequence[int], worker: str, task_id: str, sent_at: datetime | None = None
+) -> list[int]:
+    """Claim the screenings this task may run, each with a fresh lease (committed before any work starts)."""
     with context.session() as session:
-        return claim_screenings(session, ids=ids, worker=worker, task_id=task_id)
+        return claim_screenings(
+            session,
+            ids=ids,
+            worker=worker,
+            task_id=task_id,
+            lease_until=lease_until(context.config.lease_s),
+            sent_at=sent_at,
+        )
 
 
 def mark_failed(context: WorkerContext, *, ids: Sequence[int], error: str) -> None:
@@ -67,6 +83,9 @@ def run_jobs(context: WorkerContext, *, jobs: Sequence[Job]) -> int:
     """Run the core once per (protocol, potential) group; each verdict is saved as it arrives.
 
     Returns how many verdicts this call stored (an already stored one is not stored again).
+    Raises SoftTimeLimitExceeded when the task's soft time limit struck inside the core, which
+    reports it as one structure's `failed` verdict: that verdict is not saved, and the caller
+    marks the screenings left `failed` with TIME_LIMIT.
     """
     from workers.screening.pipeline import screen_structures
     from workers.screening.potentials import load_potential
@@ -87,6 +106,8 @@ def run_jobs(context: WorkerContext, *, jobs: Sequence[Job]) -> int:
             # the core reports one result per record, in order: save each as it arrives so
             # batch progress moves, exactly once
             nonlocal saved
+            if result.verdict == "failed" and (result.reason or "").startswith(SoftTimeLimitExceeded.__name__):
+                raise SoftTimeLimitExceeded(result.reason)
             saved += save_result(context, screening_id=next(_pending).screening_id, result=result)
 
         screen_structures(

@@ -25,6 +25,9 @@ class WorkerConfig:
     compile: str = "auto"  # torch.compile of the potential: auto/on/off (workers.screening.potentials.compiled)
     compile_cache: Path | None = None  # where compiled graphs are kept between worker processes
     keep_force_constants: bool = False  # phonopy_params yaml (xz) of each screening in the store
+    lease_s: float = 600  # a claimed screening's lease, renewed every lease_s / 3 while its task runs
+    reconcile_every_s: float = 60  # how often the reconciler runs (its grace for lost messages follows)
+    screen_chunk: int = 4  # screenings per task when the reconciler re-sends them
 
 
 class WorkerContext:

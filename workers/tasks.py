@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from celery.exceptions import SoftTimeLimitExceeded
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import OperationalError as DatabaseError
 
-from workers.celery_app import FINISH_BATCHES_TASK, SCREEN_TASK, celery_app
-from workers.jobs import batch_ids_of, claim, load_jobs, mark_failed, run_jobs
+from workers.celery_app import FINISH_BATCHES_TASK, RECONCILE_TASK, SCREEN_TASK, celery_app
+from workers.jobs import TIME_LIMIT, batch_ids_of, claim, load_jobs, mark_failed, run_jobs
+from workers.leases import hold_leases
+from workers.reconcile import reconcile_and_send
 from workers.runtime import get_worker_context
 
 TRANSIENT = (DatabaseError, BrokerError, ConnectionError)  # worth a retry; nothing else is
@@ -22,19 +27,27 @@ MAX_RETRIES = 5
     retry_backoff_max=600,
     retry_jitter=True,
 )
-def screen_screenings(self, screening_ids: list[int]) -> dict[str, int]:
-    """Claim these screenings, run the core once on all of them, save each verdict."""
+def screen_screenings(self, screening_ids: list[int], sent_at: str | None = None) -> dict[str, int]:
+    """Claim these screenings, run the core once on all of them (holding their leases), save each verdict."""
     context = get_worker_context()
     # the task id survives retries and redeliveries, so this task can reclaim its own rows
-    claimed = claim(context, ids=screening_ids, worker=self.request.hostname or "?", task_id=self.request.id)
+    claimed = claim(
+        context,
+        ids=screening_ids,
+        worker=self.request.hostname or "?",
+        task_id=self.request.id,
+        sent_at=datetime.fromisoformat(sent_at) if sent_at else None,
+    )
     if not claimed:
         return {"claimed": 0, "saved": 0}
     try:
-        saved = run_jobs(context, jobs=load_jobs(context, ids=claimed))
+        with hold_leases(context, ids=claimed, task_id=self.request.id):
+            saved = run_jobs(context, jobs=load_jobs(context, ids=claimed))
     except Exception as exc:  # SoftTimeLimitExceeded included
         if isinstance(exc, TRANSIENT) and self.request.retries < MAX_RETRIES:
             raise  # autoretry_for backs off and retries; the rows stay claimed by this task id
-        mark_failed(context, ids=claimed, error=f"{type(exc).__name__}: {exc}")
+        error = TIME_LIMIT if isinstance(exc, SoftTimeLimitExceeded) else f"{type(exc).__name__}: {exc}"
+        mark_failed(context, ids=claimed, error=error)
         self.app.send_task(FINISH_BATCHES_TASK, args=[batch_ids_of(context, ids=claimed)])
         raise
     self.app.send_task(FINISH_BATCHES_TASK, args=[batch_ids_of(context, ids=claimed)])
@@ -48,3 +61,18 @@ def finish_batches(batch_ids: list[int]) -> list[int]:
 
     with get_worker_context().session() as session:
         return finish(session, batch_ids=batch_ids)
+
+
+@celery_app.task(name=RECONCILE_TASK, ignore_result=True)
+def reconcile() -> dict[str, int]:
+    """Take back screenings whose worker died, re-send lost messages, stamp ended batches (beat runs it)."""
+    context = get_worker_context()
+    config = context.config
+    report = reconcile_and_send(
+        context.session,
+        celery=celery_app,
+        lease_s=config.lease_s,
+        reconcile_every_s=config.reconcile_every_s,
+        chunk=config.screen_chunk,
+    )
+    return report.counts()

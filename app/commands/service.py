@@ -1,4 +1,4 @@
-"""Service commands: serve (embedded), api, worker, db upgrade/downgrade, submit (client)."""
+"""Service commands: serve (embedded), api, worker, beat, db upgrade/downgrade."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 )
 @click.option("--insecure", is_flag=True, help="Serve a non-loopback address without API keys (anyone can submit).")
 def serve(port: int | None, host: str | None, home: Path | None, insecure: bool) -> None:
-    """Run everything on this machine: SQLite, a serverless broker, one worker and the API.
+    """Run everything on this machine: SQLite, a serverless broker, one worker, the reconciler and the API.
 
     Data (database, broker, artifacts) is kept under PHONONSCREEN_HOME. Set DATABASE_URL and
     CELERY_BROKER_URL to use Postgres and Redis instead. Stop with Ctrl-C. Bound to an address
@@ -48,13 +49,38 @@ def serve(port: int | None, host: str | None, home: Path | None, insecure: bool)
     upgrade_database(settings.resolved_database_url)
     click.echo(f"phononscreen: data in {settings.home}")
     worker = start_worker_process(queues="screen,default", concurrency=1)
+    stop_reconciler = _start_reconciler(settings)
     # uvicorn re-raises SIGTERM after its graceful shutdown; without a handler the process would
     # die there and orphan the worker, so turn it into SystemExit and let `finally` stop the worker
     signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         uvicorn.run(create_app(settings), host=host, port=port)
     finally:
+        stop_reconciler.set()
         stop_process(worker)
+
+
+def _start_reconciler(settings: Settings) -> threading.Event:
+    """The reconciler as a thread of this process (what `phononscreen beat` schedules in production)."""
+    from workers.celery_app import configure_celery
+    from workers.reconcile import start_reconciler_thread
+    from workers.runtime import WorkerConfig, WorkerContext
+
+    context = WorkerContext(
+        WorkerConfig(database_url=settings.resolved_database_url, artifacts_dir=settings.resolved_artifacts_dir)
+    )
+    celery = configure_celery(
+        broker_url=settings.resolved_broker_url,
+        soft_time_limit_s=settings.task_soft_time_limit_s,
+        time_limit_s=settings.task_time_limit_s,
+    )
+    return start_reconciler_thread(
+        context.session,
+        celery=celery,
+        lease_s=settings.lease_s,
+        reconcile_every_s=settings.reconcile_every_s,
+        chunk=settings.screen_chunk,
+    )
 
 
 def check_exposure(settings: Settings, *, host: str, port: int, insecure: bool) -> None:
@@ -157,12 +183,16 @@ def worker(queues: str, concurrency: int | None, pool: str, hostname: str | None
             compile=settings.compile,
             compile_cache=settings.compile_cache,
             keep_force_constants=settings.keep_force_constants,
+            lease_s=settings.lease_s,
+            reconcile_every_s=settings.reconcile_every_s,
+            screen_chunk=settings.screen_chunk,
         )
     )
     app = configure_celery(
         broker_url=settings.resolved_broker_url,
         soft_time_limit_s=settings.task_soft_time_limit_s,
         time_limit_s=settings.task_time_limit_s,
+        reconcile_every_s=settings.reconcile_every_s,
     )
     from workers.screening.parallel import Layout
 
@@ -192,6 +222,29 @@ def worker(queues: str, concurrency: int | None, pool: str, hostname: str | None
             "--without-mingle",
         ]
     )
+
+
+@click.command()
+@click.option("--loglevel", "-l", default="INFO", show_default=True)
+def beat(loglevel: str) -> None:
+    """Run Celery beat: sends the reconciler task every PHONONSCREEN_RECONCILE_EVERY_S (run exactly one).
+
+    A worker on the `default` queue runs it: screenings whose worker died go back to the queue
+    (or fail after 3 attempts), lost messages are re-sent, ended batches are stamped.
+    """
+    from workers.celery_app import configure_celery
+
+    settings = settings_or_fail()
+    app = configure_celery(
+        broker_url=settings.resolved_broker_url,
+        soft_time_limit_s=settings.task_soft_time_limit_s,
+        time_limit_s=settings.task_time_limit_s,
+        reconcile_every_s=settings.reconcile_every_s,
+    )
+    # the schedule lives in the app's configuration: keep beat's own state file out of the way
+    schedule = settings.home / "celerybeat-schedule"
+    settings.home.mkdir(parents=True, exist_ok=True)
+    app.start(["beat", "--loglevel", loglevel, "--schedule", str(schedule)])
 
 
 def _device(device: str) -> str:
@@ -237,4 +290,4 @@ def _redact(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-__all__ = ["api", "db", "serve", "worker"]
+__all__ = ["api", "beat", "db", "serve", "worker"]

@@ -149,10 +149,12 @@ def test_end_to_end_si_then_rerun_skips(tmp_path: Path) -> None:
     assert row["generator"] == "textbook" and row["spacegroup_after"].endswith("(227)")
     assert float(row["min_frequency_thz"]) > -0.05
     line = json.loads((out / "results.jsonl").read_text())
-    # the default (--compile auto): one 2-atom cell is far below the break-even, so no compile is
-    # paid for it; the choice and its reason are said, and the row records what ran
-    assert "eager: auto: 2 atoms of work per process < break-even" in first.output
-    assert line["provenance"]["potential"]["execution"] == "eager"
+    # the default (--compile auto) weighs the run's work (2 atoms) against the measured break-even
+    # (lower when this machine saved the compiled graph before); the choice and its reason are
+    # said before the run, and the row records what ran
+    compiled = "torch.compile: auto: 2 atoms of work per process >= break-even" in first.output
+    assert compiled or "eager: auto: 2 atoms of work per process < break-even" in first.output, first.output
+    assert line["provenance"]["potential"]["execution"] == ("torch.compile" if compiled else "eager")
     for rel in ("relaxed_cif", "plot", "bands"):
         assert (out / line["files"][rel]).stat().st_size > 100
     assert (out / line["files"]["plot"]).read_bytes().startswith(b"\x89PNG")

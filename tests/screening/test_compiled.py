@@ -46,6 +46,20 @@ class _Data:
         return _Data(self.value)
 
 
+def test_auto_compiles_only_when_the_work_pays_for_it() -> None:
+    """The CLI's `auto`: compile when the work per process reaches the measured break-even, which is
+    lower when the compiled graph is already saved on the machine; nothing to screen, no compile."""
+    saved, fresh = compiled.BREAK_EVEN_ATOMS_SAVED, compiled.BREAK_EVEN_ATOMS_FRESH
+    assert 0 < saved < fresh
+    assert compiled.compile_pays(work_atoms=0, graph_saved=True) == (False, "auto: nothing to screen")
+    for graph_saved, threshold in ((True, saved), (False, fresh)):
+        below, why = compiled.compile_pays(work_atoms=threshold - 1, graph_saved=graph_saved)
+        assert not below and f"< break-even {threshold}" in why
+        assert compiled.compile_pays(work_atoms=threshold, graph_saved=graph_saved)[0]
+    assert compiled.compile_pays(work_atoms=(saved + fresh) / 2, graph_saved=True)[0]
+    assert not compiled.compile_pays(work_atoms=(saved + fresh) / 2, graph_saved=False)[0]
+
+
 def test_compiler_failure_falls_back_to_eager_once() -> None:
     calls = []
 

@@ -53,7 +53,7 @@ def test_auto_compiles_only_when_the_work_pays_for_it() -> None:
     assert 0 < saved < fresh
     assert compiled.compile_pays(work_atoms=0, graph_saved=True) == (False, "auto: nothing to screen")
     for graph_saved, threshold in ((True, saved), (False, fresh)):
-        below, why = compiled.compile_pays(work_atoms=threshold - 1, graph_saved=graph_saved)
+        below, why = compiled.compile_pays(work_atoms=threshold - 0.5, graph_saved=graph_saved)
         assert not below and f"< break-even {threshold}" in why
         assert compiled.compile_pays(work_atoms=threshold, graph_saved=graph_saved)[0]
     assert compiled.compile_pays(work_atoms=(saved + fresh) / 2, graph_saved=True)[0]

@@ -55,11 +55,14 @@ class CompileFallbackWarning(RuntimeWarning):
 
 # Break-even of compiling for one process, in atoms of work (input atoms summed over the structures it
 # will screen): below it, an eager run finishes sooner than compile + compiled run. Measured with
-# `python benchmarks/compile_break_even.py` (SevenNet-0, `default` protocol, 1 thread; see README,
-# "Compile break-even"): with the graph saved on the machine, loading it costs a few seconds; without,
-# the first compile costs about two minutes.
-BREAK_EVEN_ATOMS_SAVED = 0
-BREAK_EVEN_ATOMS_FRESH = 0
+# `python benchmarks/compile_break_even.py` (SevenNet-0, `default` protocol, 1 thread per process,
+# 15 structures: examples/ and 4 generator cells; README, "Compile break-even"): compiled runs saved
+# k = 7.1 s per input atom; a fresh compile cost 258 s more than an eager load (W* = 37 atoms), loading
+# the saved graph 8 s more (W* = 1) with torch's kernel cache warm and 91 s more with it cold (W* = 13,
+# e.g. after /tmp was cleared). Whether torch's cache is warm is not checked, so a saved graph counts
+# at the cold figure.
+BREAK_EVEN_ATOMS_SAVED = 13
+BREAK_EVEN_ATOMS_FRESH = 37
 
 
 def compile_pays(*, work_atoms: float, graph_saved: bool) -> tuple[bool, str]:

@@ -282,7 +282,9 @@ def _full_graph(model: Any, example: Any, *, cache: Path | None) -> tuple[Any, s
 
 
 def _cache_key(model: Any, inputs: dict) -> str:
-    """What a saved graph depends on: weights, this code, library versions, Python, CPU features."""
+    """What a saved graph depends on: weights, this code, library versions, Python, CPU features and
+    torch's thread count (the graph guards on it: saved under 2 threads, it failed its guard on every
+    call of a 1-thread worker, which then ran eager)."""
     import hashlib
     import platform
     import sys
@@ -299,7 +301,7 @@ def _cache_key(model: Any, inputs: dict) -> str:
     digest.update(Path(sevennet_graph.__file__).read_bytes())
     context = [
         _RECIPE, repr(sorted(_INDUCTOR.items())), torch.__version__, version("sevenn"), sys.version, platform.machine(),
-        torch.backends.cpu.get_cpu_capability(), str(sorted(inputs)),
+        torch.backends.cpu.get_cpu_capability(), f"threads={torch.get_num_threads()}", str(sorted(inputs)),
         str({k: (str(v.dtype), str(v.device)) for k, v in sorted(inputs.items()) if isinstance(v, torch.Tensor)}),
     ]  # fmt: skip
     digest.update(repr(context).encode())

@@ -279,7 +279,13 @@ def _compile_choice(
         return possible, why
     work = sum(len(r.structure) for r in todo if r.ok and r.structure is not None)
     per_process = work / max(1, min(layout.processes, len(todo)))
-    saved = saved_graph_exists(potential, device=loaded.info.device, checkpoint=checkpoint, compile_cache=compile_cache)
+    saved = saved_graph_exists(
+        potential,
+        device=loaded.info.device,
+        checkpoint=checkpoint,
+        compile_cache=compile_cache,
+        threads=layout.threads_per_process,  # the graph is keyed by the thread count it runs with
+    )
     return compile_pays(work_atoms=per_process, graph_saved=saved)
 
 

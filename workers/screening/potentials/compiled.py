@@ -228,9 +228,10 @@ def _graph_inputs(data: Any) -> dict:
     return inputs
 
 
-def saved_graph_path(model: Any, example: Any, *, cache: Path) -> Path:
-    """Where the one graph of `model` (traced on `example`) is saved in folder `cache`."""
-    return cache / f"sevennet-{_cache_key(model, _graph_inputs(example))}.bin"
+def saved_graph_path(model: Any, example: Any, *, cache: Path, threads: int | None = None) -> Path:
+    """Where the one graph of `model` (traced on `example`) is saved in folder `cache`, for a process
+    running `threads` torch threads (default: this process's)."""
+    return cache / f"sevennet-{_cache_key(model, _graph_inputs(example), threads=threads)}.bin"
 
 
 def _full_graph(model: Any, example: Any, *, cache: Path | None) -> tuple[Any, str]:
@@ -281,7 +282,7 @@ def _full_graph(model: Any, example: Any, *, cache: Path | None) -> tuple[Any, s
     return compiled, how
 
 
-def _cache_key(model: Any, inputs: dict) -> str:
+def _cache_key(model: Any, inputs: dict, *, threads: int | None = None) -> str:
     """What a saved graph depends on: weights, this code, library versions, Python, CPU features and
     torch's thread count (the graph guards on it: saved under 2 threads, it failed its guard on every
     call of a 1-thread worker, which then ran eager)."""
@@ -301,7 +302,7 @@ def _cache_key(model: Any, inputs: dict) -> str:
     digest.update(Path(sevennet_graph.__file__).read_bytes())
     context = [
         _RECIPE, repr(sorted(_INDUCTOR.items())), torch.__version__, version("sevenn"), sys.version, platform.machine(),
-        torch.backends.cpu.get_cpu_capability(), f"threads={torch.get_num_threads()}", str(sorted(inputs)),
+        torch.backends.cpu.get_cpu_capability(), f"threads={threads or torch.get_num_threads()}", str(sorted(inputs)),
         str({k: (str(v.dtype), str(v.device)) for k, v in sorted(inputs.items()) if isinstance(v, torch.Tensor)}),
     ]  # fmt: skip
     digest.update(repr(context).encode())

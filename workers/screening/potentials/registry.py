@@ -366,15 +366,20 @@ def sha256_file(path: Path) -> str:
 
 
 def saved_graph_exists(
-    name: str, *, device: str = "auto", checkpoint: str | Path | None = None, compile_cache: Path | None
+    name: str,
+    *,
+    device: str = "auto",
+    checkpoint: str | Path | None = None,
+    compile_cache: Path | None,
+    threads: int | None = None,
 ) -> bool:
     """Whether `compile_cache` holds the compiled graph that `load_potential(name, compile=...)` would
-    load (so compiling costs seconds, not minutes). Loads the eager model to find out (once per
-    process; it is kept for later loads)."""
+    load in a process of `threads` torch threads (so compiling costs seconds, not minutes). Loads the
+    eager model to find out (once per process; it is kept for later loads)."""
     resolved = _resolve(name, checkpoint)[0]
     if compile_cache is None or resolved not in COMPILABLE:
         return False
     from workers.screening.potentials.compiled import saved_graph_path
 
     calc: Any = load_potential(name, device=device, checkpoint=checkpoint, compile="off").calculator
-    return saved_graph_path(calc.model, _example_graph(calc), cache=compile_cache).is_file()
+    return saved_graph_path(calc.model, _example_graph(calc), cache=compile_cache, threads=threads).is_file()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from models.artifacts import ArtifactStore
-from workers.screening.report.artifacts import ARTIFACT_FILES, result_record, safe_name, write_result_files
+from workers.screening.report.artifacts import result_record, safe_name, write_result_files
 from workers.screening.report.summary import format_summary, summarize_results
 from workers.screening.types import ScreeningResult
 
@@ -166,10 +166,6 @@ class OutputFolder:
     def folder_of(name: str) -> str:
         """The folder (relative to the root) that holds the artifacts of structure `name`."""
         return f"structures/{safe_name(name)}"
-
-    def artifact_paths(self, name: str) -> dict[str, Path]:
-        folder = self.root / self.folder_of(name)
-        return {kind: folder / file_name for kind, file_name in ARTIFACT_FILES.items()}
 
     def write_result(
         self,

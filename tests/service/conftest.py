@@ -7,6 +7,7 @@ import os
 import secrets
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -34,9 +35,9 @@ def drop_database(url: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """A fresh Postgres database for this test session, migrated to head by Alembic."""
+@contextmanager
+def migrated_database() -> Iterator[str]:
+    """A fresh Postgres database migrated to head by Alembic, dropped afterwards."""
     from migrations import upgrade_database
 
     url = create_database()
@@ -45,6 +46,13 @@ def pg_url() -> Iterator[str]:
         yield url
     finally:
         drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh Postgres database for this test session, migrated to head by Alembic."""
+    with migrated_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

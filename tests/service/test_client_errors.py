@@ -7,6 +7,7 @@ import io
 import threading
 import time
 import zipfile
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from models import Batch, Candidate, Screening
 from models.generator import Generator
-from tests.service.conftest import create_database, drop_database, nacl_cif, si_cif
+from tests.service.conftest import migrated_database, nacl_cif, si_cif
 
 pytestmark = pytest.mark.service
 
@@ -42,16 +43,10 @@ def _error_locs(response) -> list[tuple]:
 
 
 @pytest.fixture
-def own_db() -> str:
+def own_db() -> Iterator[str]:
     """A database of this test's own, for requests that really commit (each on its own session)."""
-    from migrations import upgrade_database
-
-    url = create_database()
-    try:
-        upgrade_database(url)
+    with migrated_database() as url:
         yield url
-    finally:
-        drop_database(url)
 
 
 @pytest.fixture

@@ -79,7 +79,7 @@ def screen_parallel(
         _limit_threads(layout.threads_per_process)
         return screen_structures(
             items, protocol=protocol, potential=_load(potential), progress=progress,
-            keep_force_constants=keep_force_constants, stage_log=stage_log,
+            keep_force_constants=keep_force_constants, stage_log=stage_log, duplicates=duplicates,
         )  # fmt: skip
 
     # Longest first: a big low-symmetry cell started last would leave the other workers idle

@@ -15,6 +15,7 @@ import numpy as np
 from workers.screening.physics import cells, elastic, gamma, phonons, verdict
 from workers.screening.physics.relax import RelaxOutcome, relax_structure
 from workers.screening.physics.supercells import (
+    SupercellRun,
     choose_matrix,
     get_bands_and_thermal,
     needs_confirmation,
@@ -47,6 +48,7 @@ def screen_structures(
     progress: Callable[[ScreeningResult], None] | None = None,
     keep_force_constants: bool = False,
     stage_log: Path | None = None,
+    duplicates: Sequence[int | None] | None = None,
 ) -> list[ScreeningResult]:
     """Screen every record; one result per record, in order.
 
@@ -54,9 +56,11 @@ def screen_structures(
     forward pass on a GPU) see all of it. A per-structure failure is a `failed` verdict with its
     reason, never an exception; records that failed ingest come back `failed` with the ingest
     error. `stage_log`: a folder where stage intervals are logged (timing.StageTimes).
+    `duplicates`: `find_duplicates(items, protocol=protocol)` when the caller has it already.
     """
     results: list[ScreeningResult] = []
-    duplicates = find_duplicates(items, protocol=protocol)
+    if duplicates is None:
+        duplicates = find_duplicates(items, protocol=protocol)
     relaxed = _relax_in_batches(items, duplicates, protocol=protocol, potential=potential)
     for i, (item, original) in enumerate(zip(items, duplicates, strict=True)):
         if original is not None:
@@ -258,16 +262,14 @@ def _screen(
     matrix, sc_warning = choose_matrix(relaxed, protocol, confirm=False)
     if sc_warning:
         warnings.append(sc_warning)
-    run = run_supercell(
-        relaxed,
-        matrix,
-        protocol=protocol,
-        calc=calc,
-        timings=timings,
-        stage="",
-        batched=batched,
-        max_batch_atoms=batch_atoms,
-    )
+
+    def supercell_run(matrix: np.ndarray, stage: str) -> SupercellRun:
+        return run_supercell(
+            relaxed, matrix, protocol=protocol, calc=calc, timings=timings, stage=stage,
+            batched=batched, max_batch_atoms=batch_atoms,
+        )  # fmt: skip
+
+    run = supercell_run(matrix, "")
     decision = verdict.decide(run.report, born=born)
     first: PhononRun | None = None
     if needs_confirmation(run.report, decision, protocol):
@@ -276,16 +278,7 @@ def _screen(
             warnings.append(warn2)
         if abs(np.linalg.det(bigger)) > abs(np.linalg.det(matrix)):
             first = run.summary
-            run = run_supercell(
-                relaxed,
-                bigger,
-                protocol=protocol,
-                calc=calc,
-                timings=timings,
-                stage="confirm_",
-                batched=batched,
-                max_batch_atoms=batch_atoms,
-            )
+            run = supercell_run(bigger, "confirm_")
             decision = verdict.decide(run.report, born=born)
     with timings.stage("post"):
         bands, thermal = get_bands_and_thermal(run.phonon, run.band, protocol)

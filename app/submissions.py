@@ -6,10 +6,13 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from fastapi import HTTPException
 from sqlalchemy.orm import Session
 
 from app.fingerprint import describe_structure
 from app.schemas import STRUCTURE_NAME_MAX, BatchCreated, StructureOutcome
+from app.security import charge_quota
+from models.api_key import ApiKey
 from models.artifacts import ArtifactStore
 from models.crud import (
     CandidateValues,
@@ -145,6 +148,23 @@ def register_batch(session: Session, *, submission: Submission, max_atoms: int) 
         structures=outcomes,
     )
     return Registered(created=created, screening_ids=to_run, raw_files=raw_files)
+
+
+def store_batch(
+    session: Session, *, submission: Submission, store: ArtifactStore, max_atoms: int, caller: ApiKey | None, quota: int
+) -> Registered:
+    """Register the batch, charge the caller's daily quota in the same transaction (a batch that does
+    not fit stores nothing), commit, then write the raw uploads (so a rollback leaves no file)."""
+    registered = register_batch(session, submission=submission, max_atoms=max_atoms)
+    if caller is not None:
+        try:
+            charge_quota(session, key=caller, structures=registered.created.accepted, quota=quota)
+        except HTTPException:
+            session.rollback()
+            raise
+    session.commit()  # one transaction per request: all of the batch or none of it
+    write_raw_files(store, raw_files=registered.raw_files)
+    return registered
 
 
 def write_raw_files(store: ArtifactStore, *, raw_files: list[tuple[str, bytes]]) -> None:

@@ -16,8 +16,8 @@ from app.api.deps import BatchDep, CallerDep, CeleryDep, SessionDep, SettingsDep
 from app.config import Settings
 from app.queue import enqueue_screenings
 from app.schemas import BatchCounts, BatchCreated, BatchJSONIn, BatchOut, Problem, UploadForm, get_upload_name
-from app.security import charge_quota, refuse_if_quota_spent
-from app.submissions import Registered, Submission, SubmissionRejected, register_batch, write_raw_files
+from app.security import refuse_if_quota_spent
+from app.submissions import Submission, SubmissionRejected, store_batch
 from models.batch import Batch
 from models.queries import count_batch
 from workers.screening.potentials.registry import POTENTIAL_NAMES
@@ -81,20 +81,11 @@ async def create_batch(
         refuse_if_quota_spent(caller, quota=quota)  # before reading the body
     submission = await _read_submission(request, settings=settings)
 
-    def register_and_commit() -> Registered:
-        registered = register_batch(session, submission=submission, max_atoms=settings.max_atoms)
-        if caller is not None:
-            try:  # in the batch's transaction: a batch that does not fit stores nothing
-                charge_quota(session, key=caller, structures=registered.created.accepted, quota=quota)
-            except HTTPException:
-                session.rollback()
-                raise
-        session.commit()  # one transaction per request: all of the batch or none of it
-        write_raw_files(store, raw_files=registered.raw_files)  # only now: a rollback leaves no file
-        return registered
-
     try:
-        registered = await run_in_threadpool(register_and_commit)
+        registered = await run_in_threadpool(
+            store_batch, session, submission=submission, store=store, max_atoms=settings.max_atoms,
+            caller=caller, quota=quota,
+        )  # fmt: skip
     except SubmissionRejected as exc:
         raise HTTPException(exc.status_code, exc.detail) from None
     created = registered.created

@@ -126,6 +126,13 @@ class Settings(BaseSettings):
         **_env("PHONONSCREEN_RECONCILE_EVERY_S"),
         description="How often the reconciler runs (`phononscreen beat`, or a thread of `serve`).",
     )
+    heartbeat_s: float = Field(
+        10,
+        gt=0,
+        **_env("PHONONSCREEN_HEARTBEAT_S"),
+        description="How often each worker records in the database that it is alive; /ready counts a worker "
+        "silent for three of these as gone (give the API and the workers the same value).",
+    )
     keep_force_constants: bool = Field(
         False,
         **_env("PHONONSCREEN_KEEP_FORCE_CONSTANTS"),

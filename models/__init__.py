@@ -7,5 +7,17 @@ from models.candidate import Candidate
 from models.generator import Generator
 from models.screening import STATUSES, Screening
 from models.verdict import Verdict
+from models.worker import WorkerHeartbeat
 
-__all__ = ["ApiKey", "Base", "NAMING_CONVENTION", "Batch", "Candidate", "Generator", "STATUSES", "Screening", "Verdict"]
+__all__ = [
+    "ApiKey",
+    "Base",
+    "NAMING_CONVENTION",
+    "Batch",
+    "Candidate",
+    "Generator",
+    "STATUSES",
+    "Screening",
+    "Verdict",
+    "WorkerHeartbeat",
+]

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, selectinload
@@ -19,6 +19,7 @@ from models.candidate import Candidate
 from models.generator import Generator
 from models.screening import DUPLICATE, Screening
 from models.verdict import Verdict
+from models.worker import WorkerHeartbeat
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -319,6 +320,50 @@ def finish_batches(session: Session, *, batch_ids: Sequence[int]) -> list[int]:
             execution_options={"synchronize_session": False},
         )
     return done
+
+
+def beat_worker(
+    session: Session,
+    *,
+    name: str,
+    pid: int,
+    host: str,
+    queues: str,
+    concurrency: int,
+    started_at: datetime,
+    now: datetime,
+) -> None:
+    """Record that worker `name` is alive at `now`: its row is refreshed, or inserted on its first
+    beat (or after it was forgotten), so starting and renewing are the same call."""
+    fields = {
+        "pid": pid,
+        "host": host,
+        "queues": queues,
+        "concurrency": concurrency,
+        "started_at": started_at,
+        "last_seen_at": now,
+    }
+    result = session.execute(
+        update(WorkerHeartbeat).where(WorkerHeartbeat.name == name).values(**fields),
+        execution_options={"synchronize_session": False},
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        # only the worker itself writes its row (node names are unique), so no insert races this one
+        session.add(WorkerHeartbeat(name=name, **fields))
+        session.flush()
+
+
+def remove_worker(session: Session, *, name: str) -> bool:
+    """Delete the heartbeat of worker `name` (it stopped cleanly); False if it had none."""
+    result = session.execute(delete(WorkerHeartbeat).where(WorkerHeartbeat.name == name))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def forget_workers(session: Session, *, seen_before: datetime) -> int:
+    """Delete the heartbeats of workers silent since before `seen_before` (they died without a
+    clean stop); returns how many."""
+    result = session.execute(delete(WorkerHeartbeat).where(WorkerHeartbeat.last_seen_at < seen_before))
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def create_api_key(session: Session, *, name: str, prefix: str, key_hash: str) -> ApiKey | None:

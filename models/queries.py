@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, Select, and_, case, func, literal, or_, select, tuple_
@@ -17,6 +17,7 @@ from models.candidate import Candidate
 from models.generator import Generator
 from models.screening import DUPLICATE, STATUSES, Screening
 from models.verdict import Verdict
+from models.worker import MISSED_BEATS, WorkerHeartbeat
 
 SORTS = {  # API sort key -> column
     "id": Candidate.id,
@@ -255,6 +256,35 @@ def get_stability_report(session: Session, *, group_by: GroupBy, batch_id: int |
         ReportRow(str(g), int(n), int(s or 0), int(r or 0), int(st or 0), int(pb or 0))
         for g, n, s, r, st, pb in session.execute(stmt).all()
     ]
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    queued: int  # screenings waiting for a worker (a duplicate never runs: not counted)
+    running: int  # screenings a worker has claimed
+
+
+def count_open_screenings(session: Session) -> QueueDepth:
+    """Screenings queued and running, across all batches (two index counts on `status`)."""
+    counts = dict(
+        session.execute(
+            select(Screening.status, func.count())
+            .where(Screening.status.in_(("queued", "running")))
+            .group_by(Screening.status)
+        ).all()
+    )
+    return QueueDepth(queued=int(counts.get("queued", 0)), running=int(counts.get("running", 0)))
+
+
+def list_live_workers(session: Session, *, heartbeat_s: float, now: datetime | None = None) -> list[WorkerHeartbeat]:
+    """Workers alive at `now` (default the current time): heard from within MISSED_BEATS heartbeat
+    intervals of `heartbeat_s` seconds; by name."""
+    since = (now or utc_now()) - timedelta(seconds=MISSED_BEATS * heartbeat_s)
+    return list(
+        session.scalars(
+            select(WorkerHeartbeat).where(WorkerHeartbeat.last_seen_at >= since).order_by(WorkerHeartbeat.name)
+        ).all()
+    )
 
 
 def get_api_key(session: Session, *, key_hash: str) -> ApiKey | None:

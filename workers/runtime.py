@@ -28,6 +28,7 @@ class WorkerConfig:
     lease_s: float = 600  # a claimed screening's lease, renewed every lease_s / 3 while its task runs
     reconcile_every_s: float = 60  # how often the reconciler runs (its grace for lost messages follows)
     screen_chunk: int = 4  # screenings per task when the reconciler re-sends them
+    heartbeat_s: float = 10  # how often the worker's main process records that it is alive (workers.heartbeat)
 
 
 class WorkerContext:
@@ -44,6 +45,10 @@ class WorkerContext:
     def session(self) -> Iterator[Session]:
         """One session per unit of work, committed here at the edge, rolled back on error."""
         if self._engine is None or self._sessions is None or self._pid != os.getpid():
+            if self._engine is not None:
+                # forked from a process that used the engine (the heartbeat of the worker's main
+                # process): drop the inherited connections without closing them, they are the parent's
+                self._engine.dispose(close=False)
             self._engine, self._pid = create_db_engine(self.config.database_url), os.getpid()
             self._sessions = create_session_factory(self._engine)
         with self._sessions() as session, session.begin():

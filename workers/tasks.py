@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_ready, worker_shutdown
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import OperationalError as DatabaseError
 
 from workers.celery_app import FINISH_BATCHES_TASK, RECONCILE_TASK, SCREEN_TASK, celery_app
+from workers.heartbeat import WorkerIdentity, start_heartbeat, stop_heartbeat
 from workers.jobs import TIME_LIMIT, batch_ids_of, claim, load_jobs, mark_failed, run_jobs
 from workers.leases import hold_leases
 from workers.reconcile import reconcile_and_send
@@ -76,3 +79,21 @@ def reconcile() -> dict[str, int]:
         chunk=config.screen_chunk,
     )
     return report.counts()
+
+
+@worker_ready.connect
+def start_worker_heartbeat(sender: Any, **_: Any) -> None:
+    """The worker's main process consumes (its pool is up): it starts beating (workers.heartbeat)."""
+    context = get_worker_context()
+    identity = WorkerIdentity(
+        name=sender.hostname,
+        queues=",".join(sender.app.amqp.queues.consume_from),
+        concurrency=sender.pool.num_processes,  # 1 for the solo pool, whatever --concurrency says
+    )
+    start_heartbeat(context.session, identity=identity, every_s=context.config.heartbeat_s)
+
+
+@worker_shutdown.connect
+def stop_worker_heartbeat(**_: Any) -> None:
+    """A warm shutdown has finished its tasks: the worker's row goes (a killed worker's ages out)."""
+    stop_heartbeat()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,6 +11,7 @@ from typing import TYPE_CHECKING
 import click
 
 from app.commands import settings_or_fail
+from app.supervisor import WorkerSupervisor, start_worker_process
 
 if TYPE_CHECKING:
     from app.config import Settings
@@ -48,7 +47,9 @@ def serve(port: int | None, host: str | None, home: Path | None, insecure: bool)
     settings.home.mkdir(parents=True, exist_ok=True)
     upgrade_database(settings.resolved_database_url)
     click.echo(f"phononscreen: data in {settings.home}")
-    worker = start_worker_process(queues="screen,default", concurrency=1)
+    # a worker that dies (killed, out of memory) is replaced; its screenings come back through the reconciler
+    worker = WorkerSupervisor(lambda: start_worker_process(queues="screen,default", concurrency=1))
+    worker.start()
     stop_reconciler = _start_reconciler(settings)
     # uvicorn re-raises SIGTERM after its graceful shutdown; without a handler the process would
     # die there and orphan the worker, so turn it into SystemExit and let `finally` stop the worker
@@ -57,7 +58,7 @@ def serve(port: int | None, host: str | None, home: Path | None, insecure: bool)
         uvicorn.run(create_app(settings), host=host, port=port)
     finally:
         stop_reconciler.set()
-        stop_process(worker)
+        worker.stop()
 
 
 def _start_reconciler(settings: Settings) -> threading.Event:
@@ -106,23 +107,6 @@ def check_exposure(settings: Settings, *, host: str, port: int, insecure: bool) 
 
 def _exit_on_signal(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
-
-
-def start_worker_process(*, queues: str, concurrency: int) -> subprocess.Popen:
-    """`phononscreen worker` as a child process, with this process's environment."""
-    command = [sys.executable, "-m", "app.cli", "worker", "--queues", queues, "--concurrency", str(concurrency)]
-    return subprocess.Popen(command, env=dict(os.environ), start_new_session=True)
-
-
-def stop_process(process: subprocess.Popen, *, timeout_s: float = 20) -> None:
-    """Warm shutdown (SIGTERM), then kill if it does not finish in time."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 @click.command()
@@ -186,6 +170,7 @@ def worker(queues: str, concurrency: int | None, pool: str, hostname: str | None
             lease_s=settings.lease_s,
             reconcile_every_s=settings.reconcile_every_s,
             screen_chunk=settings.screen_chunk,
+            heartbeat_s=settings.heartbeat_s,
         )
     )
     app = configure_celery(

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from models import Batch, Candidate, Screening
 from tests.service.conftest import al_cif, nacl_cif, si_cif
+from tests.service.test_liveness import add_worker
 
 pytestmark = pytest.mark.service
 
@@ -196,10 +197,12 @@ def test_unknown_ids_are_404(client):
     assert client.get("/api/v1/candidates/999999/band_structure.json").status_code == 404
 
 
-def test_health_and_ready(client):
+def test_health_and_ready(client, db_session):
     assert client.get("/health").json() == {"status": "ok"}
+    add_worker(db_session)  # /ready needs a live worker (tests/service/test_liveness.py)
     ready = client.get("/ready")
-    assert ready.status_code == 200 and ready.json() == {"status": "ok", "database": "ok", "broker": "ok"}
+    body = ready.json()
+    assert ready.status_code == 200 and (body["status"], body["database"], body["broker"]) == ("ok", "ok", "ok"), body
 
 
 def test_ready_is_503_when_the_broker_is_down(pg_url, db_session, tmp_path):

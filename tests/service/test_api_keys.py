@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from app.cli import main
 from models import ApiKey, Batch, Candidate
 from tests.service.conftest import al_cif, nacl_cif, si_cif
+from tests.service.test_liveness import add_worker
 
 KEY_RE = re.compile(r"^(psk_\S+)$", flags=re.M)
 NOON = datetime(2026, 12, 2, 12, 0, 30, tzinfo=UTC)  # 30 s into a minute, 43230 s into a UTC day
@@ -180,6 +181,7 @@ def test_writes_need_a_valid_key_reads_stay_open(make_client, db_session):
     revoked = post_json(client, [("al", al_cif())], key=key)
     assert revoked.status_code == 403 and revoked.json()["detail"]["code"] == "revoked_key"
     assert n_batches(db_session) == (1, 1)
+    add_worker(db_session)  # /ready needs a live worker
     for probe in ("/health", "/ready"):
         assert client.get(probe).status_code == 200, probe
 

@@ -32,7 +32,7 @@ def _env(home: Path, **extra: str) -> dict[str, str]:
 
 @contextmanager
 def _process(args: list[str], *, env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
-    from app.commands.service import stop_process
+    from app.supervisor import stop_process
 
     with log.open("wb") as out:
         process = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)

@@ -223,8 +223,9 @@ def _redis_list(url: str, name: str) -> list[bytes]:
 @pytest.mark.timeout(400)
 def test_a_worker_killed_mid_screening_loses_nothing(tmp_path):
     """Embedded `serve` (API, worker, reconciler thread) with 6 s leases: the worker is SIGKILLed
-    (its main process and its pool child) while screening; a new worker comes up; the reconciler
-    takes the screenings back, and each structure ends with exactly one verdict."""
+    (its main process and its pool child) while screening; serve starts a new worker, which
+    heartbeats (/ready lists it); the reconciler takes the screenings back, and each structure ends
+    with exactly one verdict."""
     import httpx
     import psutil
 
@@ -236,7 +237,7 @@ def test_a_worker_killed_mid_screening_loses_nothing(tmp_path):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     start = time.monotonic()
-    log, log2 = tmp_path / "serve.log", tmp_path / "worker2.log"
+    log = tmp_path / "serve.log"
 
     def statuses() -> list[tuple[int, str, int]]:
         with sqlite3.connect(home / "phononscreen.sqlite", timeout=30) as db:
@@ -252,18 +253,29 @@ def test_a_worker_killed_mid_screening_loses_nothing(tmp_path):
             assert time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.5)
         time.sleep(3)  # well inside the screening (potential loaded, relaxing)
-        [worker] = [p for p in psutil.Process(serve.pid).children() if "worker" in p.cmdline()]
+
+        def workers(but: int = 0) -> list[psutil.Process]:
+            # `but` first: the killed worker is a zombie until serve reaps it, and has no cmdline
+            return [p for p in psutil.Process(serve.pid).children() if p.pid != but and "worker" in p.cmdline()]
+
+        [worker] = workers()
         killed_at = time.monotonic()
         os.killpg(worker.pid, signal.SIGKILL)  # the worker's group: its main process and its pool child
-        time.sleep(1)  # a zombie until serve reaps it: psutil cannot wait() for another's child
-        assert not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE
         assert [status for _, status, _ in statuses()].count("running") >= 1  # left behind, for now
-        with _process([*CLI, "worker", "--concurrency", "1"], env=env, log=log2):
-            deadline = time.monotonic() + 240
-            while (state := httpx.get(f"{url}/api/v1/batches/{batch['id']}").json())["status"] != "done":
-                assert time.monotonic() < deadline, state | {"log": log2.read_text()[-3000:]}
-                time.sleep(1)
+        deadline = time.monotonic() + 30
+        while not (restarted := workers(but=worker.pid)):  # serve reaps it and starts another
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        [new_worker] = restarted
+        assert not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE
+        deadline = time.monotonic() + 240
+        while (state := httpx.get(f"{url}/api/v1/batches/{batch['id']}").json())["status"] != "done":
+            assert time.monotonic() < deadline, state | {"log": log.read_text()[-3000:]}
+            time.sleep(1)
         recovered = time.monotonic() - killed_at
+        ready = httpx.get(f"{url}/ready").json()
+        assert f"phononscreen-{new_worker.pid}@" in " ".join(w["name"] for w in ready["workers"]), ready
+        assert ready["queue"] == {"queued": 0, "running": 0}, ready
     rows = statuses()
     with sqlite3.connect(home / "phononscreen.sqlite") as db:
         per_screening = db.execute("SELECT screening_id, count(*) FROM verdicts GROUP BY screening_id").fetchall()

@@ -94,6 +94,40 @@ class Settings(BaseSettings):
     max_atoms: int = Field(
         200, gt=0, le=5000, **_env("PHONONSCREEN_MAX_ATOMS"), description="Largest cell accepted, in atoms."
     )
+    max_files: int = Field(
+        1000,
+        gt=0,
+        le=100_000,
+        **_env("PHONONSCREEN_MAX_FILES"),
+        description="Most files (or JSON structures) in one request (413 above it).",
+    )
+    max_structures: int = Field(
+        10_000,
+        gt=0,
+        **_env("PHONONSCREEN_MAX_STRUCTURES"),
+        description="Most structures (and archive members) read from one request (413 above it).",
+    )
+    max_decompressed_bytes: int = Field(
+        200_000_000,
+        gt=0,
+        **_env("PHONONSCREEN_MAX_DECOMPRESSED_BYTES"),
+        description="Most bytes one request's files may amount to once inflated: gzip, archives and .pt "
+        "records included (413 above it).",
+    )
+    parse_timeout_s: float = Field(
+        60,
+        gt=0,
+        **_env("PHONONSCREEN_PARSE_TIMEOUT_S"),
+        description="Longest the API spends reading one request's structures (413 above it); reading runs "
+        "in separate processes, off the event loop.",
+    )
+    parse_workers: int = Field(
+        2,
+        gt=0,
+        le=64,
+        **_env("PHONONSCREEN_PARSE_WORKERS"),
+        description="Processes of the API that read uploads (each request is read by one of them).",
+    )
     screen_chunk: int = Field(
         4,
         gt=0,

@@ -48,6 +48,7 @@ class Submission:
     protocol: str
     potential: str
     files: list[tuple[str, bytes]] = field(default_factory=list)  # (file name, raw bytes)
+    parsed: list[list[StructureRecord]] = field(default_factory=list)  # the records of each file
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,18 +60,14 @@ class Registered:
     raw_files: list[tuple[str, bytes]]  # (artifact path, bytes): the uploads the rows' submitted_path names
 
 
-def register_batch(session: Session, *, submission: Submission, max_atoms: int) -> Registered:
+def register_batch(session: Session, *, submission: Submission) -> Registered:
     """Rows for the batch, its candidates and their queued screenings (flushed, not committed).
 
     Raises SubmissionRejected (422) when not one structure is usable. Writes nothing to the artifact
     store: the caller writes `raw_files` after the commit (`write_raw_files`), so a rollback leaves
     no file behind.
     """
-    from workers.screening.ingest.read import read_bytes
-
-    parsed: list[tuple[int, StructureRecord]] = []
-    for file_index, (filename, data) in enumerate(submission.files):
-        parsed += [(file_index, r) for r in read_bytes(data, filename, max_atoms=max_atoms)]
+    parsed = [(file_index, r) for file_index, records in enumerate(submission.parsed) for r in records]
     outcomes: list[StructureOutcome] = []
     accepted: list[tuple[int, StructureRecord, CandidateValues]] = []
     for file_index, record in parsed:
@@ -151,11 +148,11 @@ def register_batch(session: Session, *, submission: Submission, max_atoms: int) 
 
 
 def store_batch(
-    session: Session, *, submission: Submission, store: ArtifactStore, max_atoms: int, caller: ApiKey | None, quota: int
+    session: Session, *, submission: Submission, store: ArtifactStore, caller: ApiKey | None, quota: int
 ) -> Registered:
     """Register the batch, charge the caller's daily quota in the same transaction (a batch that does
     not fit stores nothing), commit, then write the raw uploads (so a rollback leaves no file)."""
-    registered = register_batch(session, submission=submission, max_atoms=max_atoms)
+    registered = register_batch(session, submission=submission)
     if caller is not None:
         try:
             charge_quota(session, key=caller, structures=registered.created.accepted, quota=quota)

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.deps import BatchDep, CallerDep, CeleryDep, SessionDep, SettingsDep, StoreDep
 from app.config import Settings
+from app.parsing import ReadLimits, check_file_count, read_upload, too_many_files
 from app.queue import enqueue_screenings
 from app.schemas import BatchCounts, BatchCreated, BatchJSONIn, BatchOut, Problem, UploadForm, get_upload_name
 from app.security import refuse_if_quota_spent
@@ -61,7 +62,10 @@ _OPENAPI_BODY = {
     responses={
         401: {"model": Problem, "description": "No API key, or an unknown one (when keys are required)"},
         403: {"model": Problem, "description": "Revoked API key"},
-        413: {"model": Problem, "description": "Upload too large"},
+        413: {
+            "model": Problem,
+            "description": "Over a limit of one request: body size, files, structures, inflated bytes, reading time",
+        },
         422: {"model": Problem, "description": "No usable structure, or bad fields"},
         429: {"model": Problem, "description": "Rate limit or daily structure quota of the key; see Retry-After"},
         503: {"model": Problem, "description": "Stored, but the broker could not be reached"},
@@ -79,13 +83,11 @@ async def create_batch(
     quota = settings.daily_structure_quota
     if caller is not None:
         refuse_if_quota_spent(caller, quota=quota)  # before reading the body
-    submission = await _read_submission(request, settings=settings)
-
     try:
+        submission = await _read_submission(request, settings=settings)
         registered = await run_in_threadpool(
-            store_batch, session, submission=submission, store=store, max_atoms=settings.max_atoms,
-            caller=caller, quota=quota,
-        )  # fmt: skip
+            store_batch, session, submission=submission, store=store, caller=caller, quota=quota
+        )
     except SubmissionRejected as exc:
         raise HTTPException(exc.status_code, exc.detail) from None
     created = registered.created
@@ -100,14 +102,24 @@ async def create_batch(
 
 
 async def _read_submission(request: Request, *, settings: Settings) -> Submission:
+    """The request's fields, checked, and its structures, read off the event loop under the
+    request's limits (SubmissionRejected 413 beyond them)."""
+    limits = ReadLimits(
+        max_atoms=settings.max_atoms,
+        max_files=settings.max_files,
+        max_structures=settings.max_structures,
+        max_decompressed_bytes=settings.max_decompressed_bytes,
+        timeout_s=settings.parse_timeout_s,
+    )
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("application/json"):
         body = _validate(BatchJSONIn.model_validate_json, await request.body())
+        check_file_count(len(body.structures), limits=limits)
         files = [(get_upload_name(s.name), s.cif.encode()) for s in body.structures]
         generator, protocol, potential = body.generator, body.protocol, body.potential
         source = "json"
     elif content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
-        form = await _read_form(request)
+        form = await _read_form(request, max_files=limits.max_files)
         uploads = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
         if not uploads:
             raise HTTPException(422, {"code": "no_files", "message": "send one or more `files` fields"})
@@ -130,7 +142,10 @@ async def _read_submission(request: Request, *, settings: Settings) -> Submissio
             422,
             {"code": "unknown_potential", "message": f"potential {potential!r}; choose one of {list(POTENTIAL_NAMES)}"},
         )
-    return Submission(source=source, generator=generator or None, protocol=protocol, potential=potential, files=files)
+    parsed = await read_upload(files, limits=limits, workers=settings.parse_workers)
+    return Submission(
+        source=source, generator=generator or None, protocol=protocol, potential=potential, files=files, parsed=parsed
+    )
 
 
 def _validate(validate: Callable[[Any], T], data: Any) -> T:
@@ -142,10 +157,13 @@ def _validate(validate: Callable[[Any], T], data: Any) -> T:
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
 
 
-async def _read_form(request: Request) -> FormData:
+async def _read_form(request: Request, *, max_files: int) -> FormData:
     try:
-        return await request.form(max_files=10_000, max_fields=100)
-    except StarletteHTTPException as exc:  # starlette's 400 for a form it cannot parse
+        # one more than allowed: a form over the limit is then refused by check_file_count, by name
+        return await request.form(max_files=max_files + 1, max_fields=100)
+    except StarletteHTTPException as exc:  # starlette's 400 for a form it cannot parse (or too many files)
+        if "too many files" in str(exc.detail).lower():
+            raise too_many_files(max_files=max_files) from None
         raise HTTPException(422, {"code": "malformed_body", "message": str(exc.detail)}) from None
 
 

@@ -351,3 +351,114 @@ def test_examples_are_small_valid_and_match_their_sources(examples_dir: Path, sh
         mine = records[example].structure
         assert mine.composition == source.structure.composition
         assert np.allclose(mine.lattice.matrix, source.structure.lattice.matrix, atol=1e-4)
+
+
+# --- work bounded before it is done (issue 10, failures 3 and 4) ----------------------------------
+
+
+def _fm3m_cif(rows: list[tuple[float, float, float]], *, symops: list[str] | None = None) -> bytes:
+    lines = ["data_hostile", "_symmetry_space_group_name_H-M 'F m -3 m'"]
+    lines += [f"_cell_length_{axis} 40" for axis in "abc"] + [f"_cell_angle_{a} 90" for a in ("alpha", "beta", "gamma")]
+    if symops is not None:
+        lines += ["loop_", "_symmetry_equiv_pos_as_xyz", *(f"'{op}'" for op in symops)]
+    lines += ["loop_", "_atom_site_label", "_atom_site_type_symbol"]
+    lines += [f"_atom_site_fract_{axis}" for axis in "xyz"] + ["_atom_site_occupancy"]
+    lines += [f"Na{i} Na {x:.5f} {y:.5f} {z:.5f} 1" for i, (x, y, z) in enumerate(rows)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+@pytest.fixture
+def no_cif_building(monkeypatch):
+    """pymatgen's CIF structure building (its slow, quadratic part) fails the test if reached."""
+    from pymatgen.io.cif import CifParser
+
+    def refuse(*_a, **_k):
+        raise AssertionError("the CIF was built before its atom count was checked")
+
+    monkeypatch.setattr(CifParser, "parse_structures", refuse)
+
+
+def test_cif_atoms_are_counted_after_symmetry_before_pymatgen_builds_them(no_cif_building) -> None:
+    # 60 general positions in F m -3 m: 11,520 atoms; this 2.6 KB file once cost 27 s of API CPU
+    rng = np.random.default_rng(0)
+    [record] = read_bytes(_fm3m_cif([tuple(rng.random(3)) for _ in range(60)]), "hostile.cif")
+    assert record.error.code == "too_many_atoms" and "192 symmetry operations" in record.error.message
+    # two general positions: few rows, but 384 atoms
+    [record] = read_bytes(_fm3m_cif([tuple(rng.random(3)) for _ in range(2)]), "two.cif", max_atoms=200)
+    assert record.error.code == "too_many_atoms"
+    # 7 rows on (x, x, x), 32 atoms each: 224 atoms
+    special = [((i + 1) / 17, (i + 1) / 17, (i + 1) / 17) for i in range(7)]
+    [record] = read_bytes(_fm3m_cif(special), "special.cif", max_atoms=200)
+    assert record.error.code == "too_many_atoms"
+    # more symmetry operations than any space group has: refused before any is applied
+    [record] = read_bytes(_fm3m_cif([(0, 0, 0)], symops=["x,y,z"] * 193), "ops.cif")
+    assert record.error.code == "parse_error" and "193 symmetry operations" in record.error.message
+
+
+def test_cif_counted_after_symmetry_agrees_with_pymatgen() -> None:
+    """The count is an upper bound of the atoms pymatgen builds, not a guess: cells at the limit pass."""
+    special = [((i + 1) / 15, (i + 1) / 15, (i + 1) / 15) for i in range(6)]  # 6 x 32 = 192 atoms
+    [record] = read_bytes(_fm3m_cif(special), "special.cif", max_atoms=192)
+    assert record.ok and len(record.structure) == 192
+    [record] = read_bytes(_fm3m_cif(special), "special.cif", max_atoms=191)
+    assert record.error.code == "too_many_atoms"
+    nacl = read_bytes(str(CifWriter(rocksalt(), symprec=0.1)).encode(), "nacl.cif", max_atoms=8)
+    assert nacl[0].ok and len(nacl[0].structure) == 8
+
+
+def _pt_bytes(obj, *, deflate: bool) -> bytes:
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    if not deflate:
+        return buffer.getvalue()
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as stored, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for info in stored.infolist():
+            z.writestr(info.filename, stored.read(info))
+    return out.getvalue()
+
+
+def test_deflated_pt_is_inflated_under_the_cap_before_torch_loads_it(monkeypatch) -> None:
+    import torch
+
+    bomb = _pt_bytes({"frac_coords": torch.zeros(20_000_000)}, deflate=True)  # 80 MB of records
+    assert len(bomb) < 200_000
+    loads: list[int] = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: loads.append(1) or real_load(*a, **k))
+    [record] = read_bytes(bomb, "eval_gen.pt", max_bytes=10_000_000)
+    assert record.error.code == "too_large" and loads == []
+    # a real eval layout, deflated, still reads
+    crystal = {
+        "frac_coords": torch.tensor([[0.0, 0.0, 0.0], [0.25, 0.25, 0.25]]),
+        "num_atoms": torch.tensor([2]),
+        "atom_types": torch.tensor([14, 14]),
+        "lengths": torch.tensor([[3.84, 3.84, 3.84]]),
+        "angles": torch.tensor([[60.0, 60.0, 60.0]]),
+    }
+    [record] = read_bytes(_pt_bytes(crystal, deflate=True), "eval_gen.pt")
+    assert record.ok and record.structure.composition.reduced_formula == "Si" and loads == [1]
+
+
+def test_legacy_pt_is_refused_unread() -> None:
+    import pickle
+
+    [record] = read_bytes(b"\x80\x02" + pickle.dumps({"a": 1}, protocol=2)[2:], "old.pt")
+    assert record.error.code == "unsupported_format" and "legacy" in record.error.message
+
+
+def test_one_budget_spans_every_file_of_a_request() -> None:
+    from workers.screening.ingest.read import ReadBudget, read_files
+
+    cif = str(CifWriter(silicon())).encode()
+    budget = ReadBudget(max_bytes=len(cif) * 2 + 10)
+    per_file = read_files([("a.cif", cif), ("b.cif", cif), ("c.cif", cif), ("d.cif", cif)], budget=budget)
+    assert [codes(r) for r in per_file] == [{"ok": 1}, {"ok": 1}, {"too_large": 1}]
+    assert budget.exceeded and "bytes" in budget.exceeded
+    budget = ReadBudget(max_structures=3)
+    many = json.dumps([silicon().as_dict()] * 2).encode()
+    per_file = read_files([("a.json", many), ("b.json", many), ("c.json", many)], budget=budget)
+    assert [codes(r) for r in per_file] == [{"ok": 2}, {"ok": 1, "too_large": 1}]
+    assert "more than 3 structures" in budget.exceeded

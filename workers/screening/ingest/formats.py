@@ -48,16 +48,78 @@ def parse_error(exc: BaseException | str, caught: list[warnings.WarningMessage] 
     return IngestError("parse_error", message)
 
 
-def _cif_atom_rows(block_text: str) -> int:
-    """Atom rows listed in one CIF block, counted by pymatgen's tokenizer (linear, no geometry)."""
-    from pymatgen.io.cif import CifBlock
+MAX_SYMMETRY_OPERATIONS = 192  # the most any space group has (F m -3 m in its conventional cell)
+_SITE_TOLERANCE = 1e-3  # fractional: images closer than this are one site (pymatgen merges at 1e-4)
+
+
+def _cif_atom_count(block_text: str, *, max_atoms: int) -> IngestError | None:
+    """Refuse a CIF block whose cell holds more than `max_atoms` once its symmetry is applied,
+    before pymatgen builds it (its site merging grows with the square of the expanded count:
+    60 general rows in F m -3 m took minutes).
+
+    Linear in the text: the rows are counted first (each is at least one atom), the operations
+    are capped at what a space group can have, then each row's orbit is counted with numpy.
+    """
+    from pymatgen.io.cif import CifBlock, CifParser, str2float
 
     data = CifBlock.from_str(block_text).data
+    rows = 0
     for key in ("_atom_site_fract_x", "_atom_site_cartn_x", "_atom_site_Cartn_x", "_atom_site_label"):
         if key in data:
             value = data[key]
-            return len(value) if isinstance(value, list) else 1
-    return 0
+            rows = len(value) if isinstance(value, list) else 1
+            break
+    if rows > max_atoms:
+        return IngestError("too_many_atoms", f"{rows} atom sites listed, more than the limit of {max_atoms}")
+    for key in (
+        "_symmetry_equiv_pos_as_xyz",
+        "_symmetry_equiv_pos_as_xyz_",
+        "_space_group_symop_operation_xyz",
+        "_space_group_symop_operation_xyz_",
+    ):
+        listed = data.get(key)
+        if isinstance(listed, list) and len(listed) > MAX_SYMMETRY_OPERATIONS:
+            return IngestError(
+                "parse_error",
+                f"{len(listed)} symmetry operations listed; no space group has more than {MAX_SYMMETRY_OPERATIONS}",
+            )
+    fract = [data.get(f"_atom_site_fract_{axis}") for axis in "xyz"]
+    if rows <= 1:
+        return None  # one row: at most 192 atoms, cheap for pymatgen, and the limit is checked again after
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ops = CifParser.from_str(block_text, check_cif=False).get_symops(CifBlock.from_str(block_text))
+    except Exception:  # noqa: BLE001 - pymatgen's own parse reports what is wrong with the block
+        return None
+    if len(ops) > MAX_SYMMETRY_OPERATIONS:
+        return IngestError(
+            "parse_error", f"{len(ops)} symmetry operations; no space group has more than {MAX_SYMMETRY_OPERATIONS}"
+        )
+    columns = [column for column in fract if isinstance(column, list)]
+    if len(ops) <= 1 or len(columns) != 3:
+        return None  # no expansion (or Cartesian rows): the row count was the atom count
+    try:
+        coords = np.array([[str2float(v) for v in column] for column in columns], dtype=np.float64).T  # (rows, 3)
+    except (ValueError, TypeError):
+        return None
+    rotations = np.array([op.rotation_matrix for op in ops], dtype=np.float64)  # (k, 3, 3)
+    translations = np.array([op.translation_vector for op in ops], dtype=np.float64)  # (k, 3)
+    images = np.einsum("kij,rj->rki", rotations, coords) + translations  # (rows, k, 3)
+    images -= np.floor(images)
+    atoms = 0
+    for orbit in images:  # one row: k images, k x k distances
+        delta = orbit[:, None, :] - orbit[None, :, :]
+        delta -= np.round(delta)
+        same = (np.abs(delta) < _SITE_TOLERANCE).all(axis=-1)
+        atoms += int((~np.triu(same, k=1).any(axis=0)).sum())  # images with no earlier twin
+        if atoms > max_atoms:
+            return IngestError(
+                "too_many_atoms",
+                f"more than {max_atoms} atoms once the {len(ops)} symmetry operations are applied to the "
+                f"{rows} listed sites; the limit is {max_atoms}",
+            )
+    return None
 
 
 def parse_cif(text: str, *, name: str, max_atoms: int) -> Iterator[Item]:
@@ -75,12 +137,9 @@ def parse_cif(text: str, *, name: str, max_atoms: int) -> Iterator[Item]:
         block_name = f"{name}:{match.group(1) or i}" if multi else name
         try:
             # Count before building: pymatgen merges sites pairwise, far too slow for huge cells.
-            rows = _cif_atom_rows(chunk)
-            if rows > max_atoms:
-                yield (
-                    block_name,
-                    IngestError("too_many_atoms", f"{rows} atom sites listed, more than the limit of {max_atoms}"),
-                )
+            refused = _cif_atom_count(chunk, max_atoms=max_atoms)
+            if refused is not None:
+                yield block_name, refused
                 continue
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")

@@ -8,17 +8,18 @@ import io
 import lzma
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO, Any
 
 from workers.screening.ingest import formats as fmt
 from workers.screening.ingest.validate import DEFAULT_MAX_ATOMS, validate_structure
 from workers.screening.types import IngestError, StructureRecord
 
-__all__ = ["read_bytes", "read_structures", "sniff_format", "validate_structure"]
+__all__ = ["ReadBudget", "read_bytes", "read_files", "read_structures", "sniff_format", "validate_structure"]
 
 DEFAULT_MAX_BYTES = 200_000_000  # decompressed bytes per source, archives and gzip included
 DEFAULT_MAX_STRUCTURES = 100_000
@@ -44,14 +45,26 @@ _IGNORED_SUFFIXES = {
 
 
 @dataclass
-class _Budget:
-    """Limits shared by everything read from one source (hostile archives nest and repeat)."""
+class ReadBudget:
+    """Limits shared by everything read from one source, or from every file of one request when
+    passed to each `read_bytes` call (hostile uploads nest, repeat and multiply).
 
-    max_atoms: int
-    max_bytes: int
-    max_structures: int
+    `exceeded` says which limit stopped the reading, if any: what follows it was not read.
+    """
+
+    max_atoms: int = DEFAULT_MAX_ATOMS
+    max_bytes: int = DEFAULT_MAX_BYTES  # decompressed bytes, archives, gzip and .pt included
+    max_structures: int = DEFAULT_MAX_STRUCTURES  # structures and archive members
     bytes_used: int = 0
     members_seen: int = 0
+    structures_seen: int = 0
+    exceeded: str | None = None
+
+    def refuse(self, message: str) -> IngestError:
+        """Stop reading: every later read of this budget finds no room."""
+        self.exceeded = self.exceeded or message
+        self.bytes_used = self.max_bytes
+        return IngestError("too_large", message)
 
 
 def sniff_format(filename: str, head: bytes) -> str | None:
@@ -88,7 +101,7 @@ def sniff_format(filename: str, head: bytes) -> str | None:
     return None
 
 
-def _read_capped(stream: io.RawIOBase | io.BufferedIOBase, budget: _Budget) -> bytes | None:
+def _read_capped(stream: IO[bytes], budget: ReadBudget) -> bytes | None:
     """Read a decompressing stream up to what the budget still allows; None if it holds more."""
     room = budget.max_bytes - budget.bytes_used
     data = stream.read(room + 1)
@@ -98,8 +111,8 @@ def _read_capped(stream: io.RawIOBase | io.BufferedIOBase, budget: _Budget) -> b
     return data
 
 
-def _too_large(budget: _Budget) -> IngestError:
-    return IngestError("too_large", f"more than {budget.max_bytes} bytes once decompressed; the rest was not read")
+def _too_large(budget: ReadBudget) -> IngestError:
+    return budget.refuse(f"more than {budget.max_bytes} bytes once decompressed; the rest was not read")
 
 
 def _unsafe_member(member: str) -> bool:
@@ -112,7 +125,7 @@ def _skipped_member(member: str) -> bool:
     return not parts or "__MACOSX" in parts or any(p.startswith(".") and p not in (".", "..") for p in parts)
 
 
-def _iter_zip(data: bytes, name: str, budget: _Budget) -> Iterator[fmt.Item]:
+def _iter_zip(data: bytes, name: str, budget: ReadBudget) -> Iterator[fmt.Item]:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         infos = archive.infolist()
@@ -127,7 +140,7 @@ def _iter_zip(data: bytes, name: str, budget: _Budget) -> Iterator[fmt.Item]:
             return
 
 
-def _iter_tar(data: bytes, name: str, budget: _Budget) -> Iterator[fmt.Item]:
+def _iter_tar(data: bytes, name: str, budget: ReadBudget) -> Iterator[fmt.Item]:
     try:
         # Iterate lazily: getmembers() would decompress a whole bomb just to list it.
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as archive:
@@ -142,7 +155,7 @@ def _iter_tar(data: bytes, name: str, budget: _Budget) -> Iterator[fmt.Item]:
 
 
 def _iter_member(
-    member: str, name: str, budget: _Budget, opener: Callable[[], Any], declared_size: int
+    member: str, name: str, budget: ReadBudget, opener: Callable[[], Any], declared_size: int
 ) -> Iterator[fmt.Item]:
     """One archive member: refuse unsafe or oversized ones, parse the rest (no nested archives).
 
@@ -151,11 +164,7 @@ def _iter_member(
     label = f"{name}:{member}"
     budget.members_seen += 1
     if budget.members_seen > budget.max_structures:
-        budget.bytes_used = budget.max_bytes  # stops the archive loop
-        yield (
-            label,
-            IngestError("too_large", f"archive has more than {budget.max_structures} members; the rest was not read"),
-        )
+        yield label, budget.refuse(f"more than {budget.max_structures} archive members; the rest was not read")
         return
     if _unsafe_member(member):
         yield label, IngestError("unsupported_format", "archive member with an absolute or '..' path refused")
@@ -167,7 +176,6 @@ def _iter_member(
         yield label, IngestError("unsupported_format", "archives inside archives are not read")
         return
     if declared_size > budget.max_bytes - budget.bytes_used:
-        budget.bytes_used = budget.max_bytes
         yield label, _too_large(budget)
         return
     try:
@@ -177,14 +185,13 @@ def _iter_member(
         yield label, fmt.parse_error(f"unreadable archive member: {exc}")
         return
     if content is None:
-        budget.bytes_used = budget.max_bytes
         yield label, _too_large(budget)
         return
     yield from _iter_data(content, member, label, budget, in_archive=True)
 
 
 def _iter_data(
-    data: bytes, filename: str, name: str, budget: _Budget, *, in_archive: bool = False
+    data: bytes, filename: str, name: str, budget: ReadBudget, *, in_archive: bool = False
 ) -> Iterator[fmt.Item]:
     """Structures of one file's bytes; `filename` picks the format, `name` prefixes the names."""
     kind = sniff_format(filename, data[:4096])
@@ -203,7 +210,11 @@ def _iter_data(
     elif kind in ("zip", "tar") and not in_archive:
         yield from (_iter_zip if kind == "zip" else _iter_tar)(data, name, budget)
     elif kind == "pt":
-        yield from fmt.parse_pt(data, name=name, max_atoms=budget.max_atoms)
+        checked = _inflate_pt(data, budget)
+        if isinstance(checked, IngestError):
+            yield name, checked
+        else:
+            yield from fmt.parse_pt(checked, name=name, max_atoms=budget.max_atoms)
     elif kind in _TEXT_FORMATS:
         text = data.decode("utf-8", errors="replace")
         yield from _TEXT_FORMATS[kind](text, name=name, max_atoms=budget.max_atoms)
@@ -214,12 +225,41 @@ def _iter_data(
         )
 
 
+def _inflate_pt(data: bytes, budget: ReadBudget) -> bytes | IngestError:
+    """A torch zip archive whose records all fit the budget, uncompressed: `torch.load` inflates
+    deflated records without a limit (a 1 MB file grew the process by 600 MB), so they are inflated
+    here under the cap and handed over stored. Legacy (pre-1.6, not zip) files are refused: their
+    storages are allocated at the size the pickle declares."""
+    if not data.startswith(b"PK\x03\x04"):
+        return IngestError(
+            "unsupported_format", "legacy (pre-1.6) torch file: not read; save it again with a recent torch.save"
+        )
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        infos = archive.infolist()
+        if all(info.compress_type == zipfile.ZIP_STORED for info in infos):
+            return data  # its records are its bytes: nothing grows on loading
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as stored:
+            for info in infos:
+                if info.file_size > budget.max_bytes - budget.bytes_used:
+                    return _too_large(budget)
+                with archive.open(info) as stream:
+                    content = _read_capped(stream, budget)
+                if content is None:
+                    return _too_large(budget)
+                stored.writestr(info.filename, content)
+        return out.getvalue()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError, zlib.error) as exc:
+        return fmt.parse_error(f"unreadable torch archive: {exc}")
+
+
 def _collect(
     items: Iterator[fmt.Item],
     *,
     source: str,
     name: str,
-    budget: _Budget,
+    budget: ReadBudget,
     allowed_elements: frozenset[str] | None,
 ) -> list[StructureRecord]:
     """Validate parsed items into records with unique names, stopping at the structure cap."""
@@ -227,10 +267,11 @@ def _collect(
     seen: set[str] = set()
     for item_name, item in items:
         index = len(records)
-        if index >= budget.max_structures:
-            error = IngestError("too_large", f"more than {budget.max_structures} structures; the rest were not read")
+        if budget.structures_seen >= budget.max_structures:
+            error = budget.refuse(f"more than {budget.max_structures} structures; the rest were not read")
             records.append(StructureRecord(name=f"{name}#{index}", source=source, index=index, error=error))
             break
+        budget.structures_seen += 1
         if item_name in seen:
             item_name = f"{item_name}#{index}"
         seen.add(item_name)
@@ -254,18 +295,36 @@ def read_bytes(
     allowed_elements: frozenset[str] | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_structures: int = DEFAULT_MAX_STRUCTURES,
+    budget: ReadBudget | None = None,
 ) -> list[StructureRecord]:
     """Structures in an uploaded file's bytes (format from `filename`, else content); one record
-    per structure, per-structure problems as `record.error`, never raised."""
+    per structure, per-structure problems as `record.error`, never raised.
+
+    `budget`, when given, replaces the three limits and is shared with other calls (one request).
+    """
     name = PurePosixPath(filename.replace("\\", "/")).name or "upload"
-    budget = _Budget(max_atoms=max_atoms, max_bytes=max_bytes, max_structures=max_structures)
-    if len(data) > max_bytes:
-        items: Iterator[fmt.Item] = iter(
-            [(name, IngestError("too_large", f"{len(data)} bytes, more than {max_bytes}"))]
-        )
+    if budget is None:
+        budget = ReadBudget(max_atoms=max_atoms, max_bytes=max_bytes, max_structures=max_structures)
+    room = budget.max_bytes - budget.bytes_used
+    if len(data) > room:
+        items: Iterator[fmt.Item] = iter([(name, budget.refuse(f"{len(data)} bytes, more than the {room} left"))])
     else:
+        budget.bytes_used += len(data)  # the file itself counts, then whatever it inflates to
         items = _iter_data(data, name, name, budget)
     return _collect(items, source=filename, name=name, budget=budget, allowed_elements=allowed_elements)
+
+
+def read_files(
+    files: list[tuple[str, bytes]], *, budget: ReadBudget, allowed_elements: frozenset[str] | None = None
+) -> list[list[StructureRecord]]:
+    """The records of each (file name, bytes), all read under one budget; when `budget.exceeded`
+    is set afterwards, the files from the one that hit it on were not (fully) read."""
+    out: list[list[StructureRecord]] = []
+    for filename, data in files:
+        if budget.exceeded:
+            break
+        out.append(read_bytes(data, filename, budget=budget, allowed_elements=allowed_elements))
+    return out
 
 
 def read_structures(
@@ -279,19 +338,21 @@ def read_structures(
     """Structures in a file or a directory of files (recursively, known formats only, named by
     relative path). Raises FileNotFoundError for a missing path, nothing for bad content."""
     path = Path(path)
-    budget = _Budget(max_atoms=max_atoms, max_bytes=max_bytes, max_structures=max_structures)
+    budget = ReadBudget(max_atoms=max_atoms, max_bytes=max_bytes, max_structures=max_structures)
     if path.is_dir():
         items = _iter_directory(path, budget)
         return _collect(items, source=str(path), name=path.name, budget=budget, allowed_elements=allowed_elements)
     size = path.stat().st_size
     if size > max_bytes:
-        items = iter([(path.name, IngestError("too_large", f"{size} bytes, more than {max_bytes}"))])
+        items = iter([(path.name, budget.refuse(f"{size} bytes, more than {max_bytes}"))])
     else:
-        items = _iter_data(path.read_bytes(), path.name, path.name, budget)
+        data = path.read_bytes()
+        budget.bytes_used += len(data)  # as read_bytes counts it
+        items = _iter_data(data, path.name, path.name, budget)
     return _collect(items, source=str(path), name=path.name, budget=budget, allowed_elements=allowed_elements)
 
 
-def _iter_directory(root: Path, budget: _Budget) -> Iterator[fmt.Item]:
+def _iter_directory(root: Path, budget: ReadBudget) -> Iterator[fmt.Item]:
     for file in sorted(p for p in root.rglob("*") if p.is_file()):
         relative = file.relative_to(root).as_posix()
         if _skipped_member(relative):

@@ -1,0 +1,122 @@
+"""Reading uploads off the event loop: each request's files are read in a process of a small pool,
+under the request's budgets (files, structures, inflated bytes) and a time limit past which that
+process is killed. One hostile upload costs one pool process for `parse_timeout_s` at most; the
+event loop, `/health` and other clients' reads never wait on it.
+
+This module imports little at its top: the pool's processes import it to find `_read`."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import multiprocessing
+import logging
+import threading
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pebble import ProcessPool
+
+    from app.submissions import SubmissionRejected
+    from workers.screening.types import StructureRecord
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReadLimits:
+    """What one request may cost to read (PHONONSCREEN_MAX_* settings)."""
+
+    max_atoms: int
+    max_files: int
+    max_structures: int
+    max_decompressed_bytes: int
+    timeout_s: float
+
+
+def check_file_count(n_files: int, *, limits: ReadLimits) -> None:
+    """413 before anything is read when a request carries more files than allowed."""
+    if n_files > limits.max_files:
+        raise too_many_files(max_files=limits.max_files, n_files=n_files)
+
+
+def too_many_files(*, max_files: int, n_files: int | None = None) -> SubmissionRejected:
+    from app.submissions import SubmissionRejected
+
+    count = f"{n_files} files" if n_files is not None else "more files"
+    return SubmissionRejected(
+        413,
+        {
+            "code": "too_many_files",
+            "message": f"{count} in one request, more than the {max_files} allowed (PHONONSCREEN_MAX_FILES); "
+            "split the upload, or put the files in one archive",
+        },
+    )
+
+
+async def read_upload(
+    files: list[tuple[str, bytes]], *, limits: ReadLimits, workers: int
+) -> list[list[StructureRecord]]:
+    """The records of each file of one request, read in a pool process; SubmissionRejected (413)
+    when a budget is exceeded or reading takes longer than `limits.timeout_s`."""
+    from app.submissions import SubmissionRejected
+
+    check_file_count(len(files), limits=limits)
+    future = _pool(workers).schedule(_read, args=(files, limits), timeout=limits.timeout_s)
+    try:
+        records, exceeded = await asyncio.wrap_future(future)
+    except FutureTimeout:
+        raise SubmissionRejected(
+            413,
+            {
+                "code": "too_costly",
+                "message": f"reading the upload took more than {limits.timeout_s:g} s (PHONONSCREEN_PARSE_TIMEOUT_S) "
+                "and was stopped; nothing was stored. Split the upload.",
+            },
+        ) from None
+    except asyncio.CancelledError:
+        future.cancel()  # the client went away: stop the process working for it
+        raise
+    except Exception as exc:  # noqa: BLE001 - the process died (memory?) or raised: the request is refused
+        logger.warning("an upload could not be read: %r", exc)
+        raise SubmissionRejected(
+            413,
+            {"code": "too_costly", "message": f"the upload could not be read ({type(exc).__name__}); nothing stored"},
+        ) from None
+    if exceeded:
+        raise SubmissionRejected(413, {"code": "too_large", "message": f"{exceeded}; nothing was stored"})
+    return records
+
+
+def _read(files: list[tuple[str, bytes]], limits: ReadLimits) -> tuple[list[list[StructureRecord]], str | None]:
+    """Runs in a pool process: every file under one budget; the first limit hit, if any."""
+    from workers.screening.ingest.read import ReadBudget, read_files
+
+    budget = ReadBudget(
+        max_atoms=limits.max_atoms, max_bytes=limits.max_decompressed_bytes, max_structures=limits.max_structures
+    )
+    return read_files(files, budget=budget), budget.exceeded
+
+
+logger = logging.getLogger(__name__)
+_pools: dict[int, ProcessPool] = {}
+_lock = threading.Lock()
+
+
+def _pool(workers: int) -> ProcessPool:
+    """One pool per process and size, started on first use (spawned: the API's threads and open
+    connections are not forked into it), stopped at exit."""
+    from pebble import ProcessPool
+
+    with _lock:
+        pool = _pools.get(workers)
+        if pool is None or not pool.active:
+            pool = _pools[workers] = ProcessPool(max_workers=workers, context=multiprocessing.get_context("spawn"))
+        return pool
+
+
+@atexit.register
+def _stop_pools() -> None:
+    for pool in _pools.values():
+        pool.stop()
+        pool.join(timeout=5)

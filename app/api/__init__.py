@@ -3,9 +3,9 @@
 from fastapi import APIRouter, Depends
 
 from app.api import batches, candidates, reports
-from app.api.deps import get_caller
+from app.api.deps import CALLER_RESPONSES, get_caller
 
 # one rule for every route: who may call (API keys, rate limit) is decided by `get_caller`
-api_router = APIRouter(prefix="/api/v1", dependencies=[Depends(get_caller)])
+api_router = APIRouter(prefix="/api/v1", dependencies=[Depends(get_caller)], responses=CALLER_RESPONSES)
 for module in (batches, candidates, reports):
     api_router.include_router(module.router)

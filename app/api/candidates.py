@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Response
 
-from app.api.deps import CandidateDep, SessionDep, StoreDep
+from app.api.deps import CANDIDATE_NOT_FOUND, CandidateDep, SessionDep, StoreDep
 from app.schemas import (
     ID_MAX,
     CandidateDetail,
@@ -65,7 +65,7 @@ def read_candidates(
     )
 
 
-@router.get("/{candidate_id}", response_model=CandidateDetail)
+@router.get("/{candidate_id}", response_model=CandidateDetail, responses=CANDIDATE_NOT_FOUND)
 def read_candidate(candidate: CandidateDep, session: SessionDep) -> CandidateDetail:
     """One candidate: structure as parsed, latest screening, verdict with worst mode, provenance."""
     screening, verdict = get_candidate_screening(session, candidate_id=candidate.id)
@@ -92,7 +92,7 @@ def read_candidate(candidate: CandidateDep, session: SessionDep) -> CandidateDet
 @router.get(
     "/{candidate_id}/relaxed.cif",
     response_class=Response,
-    responses={200: {"content": {"chemical/x-cif": {}}}, 404: {"description": "Not relaxed yet"}},
+    responses={200: {"content": {"chemical/x-cif": {}}}, 404: {"description": "No such candidate, or not relaxed yet"}},
 )
 def read_relaxed_cif(candidate: CandidateDep, session: SessionDep, store: StoreDep) -> Response:
     """The relaxed structure as CIF."""
@@ -103,7 +103,10 @@ def read_relaxed_cif(candidate: CandidateDep, session: SessionDep, store: StoreD
 @router.get(
     "/{candidate_id}/band_structure.json",
     response_class=Response,
-    responses={200: {"content": {"application/json": {}}}, 404: {"description": "No phonons yet"}},
+    responses={
+        200: {"content": {"application/json": {}}},
+        404: {"description": "No such candidate, or no phonons yet"},
+    },
 )
 def read_band_structure(candidate: CandidateDep, session: SessionDep, store: StoreDep) -> Response:
     """Band structure and DOS: distances in 1/Å, frequencies in THz (the core's BandData)."""
@@ -114,7 +117,7 @@ def read_band_structure(candidate: CandidateDep, session: SessionDep, store: Sto
 @router.get(
     "/{candidate_id}/band_structure.png",
     response_class=Response,
-    responses={200: {"content": {"image/png": {}}}, 404: {"description": "No phonons yet"}},
+    responses={200: {"content": {"image/png": {}}}, 404: {"description": "No such candidate, or no phonons yet"}},
 )
 def read_band_structure_png(candidate: CandidateDep, session: SessionDep, store: StoreDep) -> Response:
     """Band structure + DOS plot: the one the worker stored with the verdict (the same file the CLI

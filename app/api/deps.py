@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from celery import Celery
 from fastapi import Depends, HTTPException, Path, Request
@@ -11,7 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.schemas import ID_MAX
+from app.schemas import ID_MAX, Problem
 from app.security import BEARER, check_key, count_request, hash_key
 from models.api_key import ApiKey
 from models.artifacts import ArtifactStore
@@ -66,11 +66,20 @@ def get_candidate_or_404(candidate_id: CandidateId, session: SessionDep) -> Cand
 
 BatchDep = Annotated[Batch, Depends(get_batch_or_404)]
 CandidateDep = Annotated[Candidate, Depends(get_candidate_or_404)]
+# the 404s above, for the `responses=` of the routes that take these dependencies
+BATCH_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Problem, "description": "No such batch"}}
+CANDIDATE_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Problem, "description": "No such candidate"}}
 
 
 # auto_error=False: a missing key is this module's decision (401 or anonymous), not HTTPBearer's 403
 bearer = HTTPBearer(auto_error=False, description="An API key from `phononscreen keys create NAME`")
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# what `get_caller` may answer on any /api/v1 route, documented once for all of them (app.api)
+CALLER_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "No API key where one is required, or an unknown key"},
+    403: {"model": Problem, "description": "Revoked API key"},
+    429: {"model": Problem, "description": "More requests this minute than the key's rate limit; see Retry-After"},
+}
 
 
 def get_caller(

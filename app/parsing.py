@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import multiprocessing
 import logging
+import multiprocessing
 import threading
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -59,6 +59,8 @@ async def read_upload(
 ) -> list[list[StructureRecord]]:
     """The records of each file of one request, read in a pool process; SubmissionRejected (413)
     when a budget is exceeded or reading takes longer than `limits.timeout_s`."""
+    from pebble import ProcessExpired
+
     from app.submissions import SubmissionRejected
 
     check_file_count(len(files), limits=limits)
@@ -77,11 +79,17 @@ async def read_upload(
     except asyncio.CancelledError:
         future.cancel()  # the client went away: stop the process working for it
         raise
-    except Exception as exc:  # noqa: BLE001 - the process died (memory?) or raised: the request is refused
-        logger.warning("an upload could not be read: %r", exc)
+    except ProcessExpired as exc:  # the reading process died: out of memory, or killed
+        logger.warning("the process reading an upload died: %r", exc)
         raise SubmissionRejected(
             413,
-            {"code": "too_costly", "message": f"the upload could not be read ({type(exc).__name__}); nothing stored"},
+            {"code": "too_costly", "message": "reading the upload exhausted its process (memory?); nothing was stored"},
+        ) from None
+    except Exception as exc:
+        logger.exception("reading an upload raised")
+        raise SubmissionRejected(
+            422,
+            {"code": "unreadable", "message": f"the upload could not be read ({type(exc).__name__}); nothing stored"},
         ) from None
     if exceeded:
         raise SubmissionRejected(413, {"code": "too_large", "message": f"{exceeded}; nothing was stored"})

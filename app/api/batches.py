@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.api.deps import BatchDep, CallerDep, CeleryDep, SessionDep, SettingsDep, StoreDep
+from app.api.deps import BATCH_NOT_FOUND, BatchDep, CallerDep, CeleryDep, SessionDep, SettingsDep, StoreDep
 from app.config import Settings
 from app.parsing import ReadLimits, check_file_count, read_upload, too_many_files
 from app.queue import enqueue_screenings
@@ -43,12 +43,32 @@ _MULTIPART_SCHEMA = {
         "potential": {"type": "string", "enum": list(POTENTIAL_NAMES)},
     },
 }
+
+
+def _inline(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema` with its `$defs` references replaced by the definitions: the body is parsed by hand,
+    so FastAPI never lists its models under components, where a `$ref` would have to point."""
+    definitions = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return resolve(definitions[ref.removeprefix("#/$defs/")])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    return resolve(schema)
+
+
 _OPENAPI_BODY = {
     "requestBody": {
         "required": True,
         "content": {
             "multipart/form-data": {"schema": _MULTIPART_SCHEMA},
-            "application/json": {"schema": BatchJSONIn.model_json_schema(ref_template="#/components/schemas/{model}")},
+            "application/json": {"schema": _inline(BatchJSONIn.model_json_schema())},
         },
     }
 }
@@ -167,7 +187,7 @@ async def _read_form(request: Request, *, max_files: int) -> FormData:
         raise HTTPException(422, {"code": "malformed_body", "message": str(exc.detail)}) from None
 
 
-@router.get("/{batch_id}", response_model=BatchOut)
+@router.get("/{batch_id}", response_model=BatchOut, responses=BATCH_NOT_FOUND)
 def read_batch(batch: BatchDep, session: SessionDep) -> BatchOut:
     """Status, counts by screening status and by verdict, and progress of one batch."""
     return get_batch_out(batch, counts=count_batch(session, batch_id=batch.id))

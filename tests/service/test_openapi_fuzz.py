@@ -56,11 +56,6 @@ def _routers_openapi() -> dict[str, Any]:
 
 
 OPERATIONS = sorted(f"{method.upper()} {path}" for path, ops in _routers_openapi()["paths"].items() for method in ops)
-# found by this test in files being edited elsewhere: marked here so that the fix flips them
-KNOWN_BUGS = {
-    "GET /api/v1/batches/{batch_id}": "404 for an unknown batch is not documented: app/api/batches.py's "
-    "read_batch needs responses=BATCH_NOT_FOUND (app.api.deps)",
-}
 
 
 @dataclass(frozen=True)
@@ -178,8 +173,7 @@ def _cases(operation, seeded: Seeded) -> st.SearchStrategy:
             )
         )
     if operation.method.upper() == "POST":
-        # the JSON body is built here while the schema's own cannot be generated (see
-        # test_every_reference_in_the_schema_resolves)
+        # near-valid bodies with real CIFs, beside schemathesis' own from the schema
         for media_type, bodies in (("application/json", _json_bodies()), ("multipart/form-data", _multipart_bodies())):
             strategies.append(
                 bodies.flatmap(
@@ -191,16 +185,7 @@ def _cases(operation, seeded: Seeded) -> st.SearchStrategy:
     return st.one_of(strategies)
 
 
-def _with_known_bugs(labels: list[str]) -> list:
-    return [
-        pytest.param(label, marks=pytest.mark.xfail(strict=True, reason=KNOWN_BUGS[label]))
-        if label in KNOWN_BUGS
-        else label
-        for label in labels
-    ]
-
-
-@pytest.mark.parametrize("label", _with_known_bugs(OPERATIONS))
+@pytest.mark.parametrize("label", OPERATIONS)
 def test_every_operation_answers_as_documented(api: Api, label: str) -> None:
     method, path = label.split(" ", 1)
     operation = api.schema[path][method]
@@ -219,11 +204,6 @@ def test_the_schema_lists_every_route(api: Api) -> None:
     assert documented == OPERATIONS
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app/api/batches.py's JSON request body refers to #/components/schemas/StructureIn, which lives in "
-    "the body's own $defs, not in components: schemathesis (and any client generator) cannot use the JSON body",
-)
 def test_every_reference_in_the_schema_resolves() -> None:
     document = _routers_openapi()
     assert [ref for ref in _refs(document) if not _resolves(document, ref)] == []

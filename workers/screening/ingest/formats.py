@@ -195,6 +195,8 @@ def _frames(text: str) -> Iterator[tuple[int, list[str] | None, str | None]]:
         try:
             n = int(lines[i].strip())
         except ValueError:
+            n = -1
+        if n < 0:
             yield 0, None, f"line {i + 1}: expected an atom count, found {lines[i][:60]!r}"
             return
         block = lines[i : i + n + 2]
@@ -292,7 +294,12 @@ def parse_csv(text: str, *, name: str, max_atoms: int) -> Iterator[Item]:
     # capped the whole text, so this only lifts a limit, never adds exposure.
     csv.field_size_limit(max(csv.field_size_limit(), min(sys.maxsize, len(text) + 1)))
     reader = csv.DictReader(io.StringIO(text))
-    fields = {f.strip().lower(): f for f in reader.fieldnames or [] if f is not None}
+    try:
+        header = reader.fieldnames or []
+    except csv.Error as exc:
+        yield name, parse_error(f"CSV header unreadable: {exc}")
+        return
+    fields = {f.strip().lower(): f for f in header if f is not None}
     column = next(
         (fields[c] for c in ("cif", "structure", "relaxed_structure", "relxed_structure") if c in fields),
         None,
@@ -392,8 +399,11 @@ def _pt_crystal(
         return IngestError("empty", "crystal has no atoms")
     if n > max_atoms:
         return too_many_atoms(n, max_atoms)
-    lengths = arr["lengths"][e, i].astype(float)
-    angles = arr["angles"][e, i].astype(float)
+    try:
+        lengths = arr["lengths"][e, i].astype(float)
+        angles = arr["angles"][e, i].astype(float)
+    except (TypeError, ValueError) as exc:
+        return parse_error(f"cell parameters are not numbers: {_short(exc)}")
     if not (np.isfinite(lengths).all() and np.isfinite(angles).all()):
         return IngestError("degenerate_cell", f"non-finite cell parameters {lengths.tolist()} {angles.tolist()}")
     if (lengths <= 0).any():

@@ -36,7 +36,7 @@ _SUFFIXES = {
     ".xyz": "extxyz", ".json": "json", ".csv": "csv", ".pt": "pt", ".pth": "pt", ".zip": "zip",
     ".tar": "tar", ".tgz": "tar", ".tbz2": "tar", ".txz": "tar", ".gz": "gz", ".bz2": "bz2", ".xz": "xz",
 }  # fmt: skip
-_COMPRESSORS = {"gz": gzip.GzipFile, "bz2": bz2.BZ2File, "xz": lzma.LZMAFile}
+_COMPRESSED = ("gz", "bz2", "xz")
 # Files that ride along in archives and directories of structures; skipped without a record.
 _IGNORED_SUFFIXES = {
     ".txt", ".md", ".rst", ".pdf", ".png", ".jpg", ".jpeg", ".svg", ".gif", ".log", ".yaml",
@@ -101,7 +101,7 @@ def sniff_format(filename: str, head: bytes) -> str | None:
     return None
 
 
-def _read_capped(stream: IO[bytes], budget: ReadBudget) -> bytes | None:
+def _read_capped(stream: IO[bytes] | io.BufferedIOBase, budget: ReadBudget) -> bytes | None:
     """Read a decompressing stream up to what the budget still allows; None if it holds more."""
     room = budget.max_bytes - budget.bytes_used
     data = stream.read(room + 1)
@@ -109,6 +109,15 @@ def _read_capped(stream: IO[bytes], budget: ReadBudget) -> bytes | None:
         return None
     budget.bytes_used += len(data)
     return data
+
+
+def _open_compressed(kind: str, data: bytes) -> io.BufferedIOBase:
+    raw = io.BytesIO(data)
+    if kind == "gz":
+        return gzip.GzipFile(fileobj=raw)
+    if kind == "bz2":
+        return bz2.BZ2File(raw)
+    return lzma.LZMAFile(raw)
 
 
 def _too_large(budget: ReadBudget) -> IngestError:
@@ -150,7 +159,7 @@ def _iter_tar(data: bytes, name: str, budget: ReadBudget) -> Iterator[fmt.Item]:
                 yield from _iter_member(member.name, name, budget, partial(archive.extractfile, member), member.size)
                 if budget.bytes_used >= budget.max_bytes:
                     return
-    except (tarfile.TarError, OSError, EOFError, lzma.LZMAError) as exc:
+    except (tarfile.TarError, OSError, EOFError, lzma.LZMAError, zlib.error) as exc:
         yield name, fmt.parse_error(f"unreadable tar archive: {exc}")
 
 
@@ -181,7 +190,7 @@ def _iter_member(
     try:
         with opener() as stream:
             content = _read_capped(stream, budget)
-    except (zipfile.BadZipFile, tarfile.TarError, OSError, RuntimeError, EOFError, ValueError) as exc:
+    except (zipfile.BadZipFile, tarfile.TarError, OSError, RuntimeError, EOFError, ValueError, zlib.error) as exc:
         yield label, fmt.parse_error(f"unreadable archive member: {exc}")
         return
     if content is None:
@@ -195,11 +204,11 @@ def _iter_data(
 ) -> Iterator[fmt.Item]:
     """Structures of one file's bytes; `filename` picks the format, `name` prefixes the names."""
     kind = sniff_format(filename, data[:4096])
-    if kind in _COMPRESSORS:
-        with _COMPRESSORS[kind](fileobj=io.BytesIO(data)) as stream:
+    if kind in _COMPRESSED:
+        with _open_compressed(kind, data) as stream:
             try:
                 inner = _read_capped(stream, budget)
-            except (OSError, EOFError, lzma.LZMAError) as exc:
+            except (OSError, EOFError, lzma.LZMAError, zlib.error) as exc:
                 yield name, fmt.parse_error(f"cannot decompress: {exc}")
                 return
         if inner is None:
@@ -273,7 +282,9 @@ def _collect(
             break
         budget.structures_seen += 1
         if item_name in seen:
-            item_name = f"{item_name}#{index}"
+            base, k = item_name, index
+            while (item_name := f"{base}#{k}") in seen:  # an earlier record may carry name#index already
+                k += 1
         seen.add(item_name)
         if isinstance(item, IngestError):
             records.append(StructureRecord(name=item_name, source=source, index=index, error=item))

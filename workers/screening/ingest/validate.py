@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
+from pymatgen.core import Structure
 
 from workers.screening.ingest.formats import MIN_VOLUME_A3, too_many_atoms
 from workers.screening.types import IngestError
 
-if TYPE_CHECKING:
-    from pymatgen.core import Structure
-
 DEFAULT_MAX_ATOMS = 200
 MIN_DISTANCE_A = 0.5  # closer than this, two atoms are one atom twice (or a broken generator)
 MIN_CELL_WIDTH_A = 0.1  # thinner, and the neighbour search would enumerate huge image counts
+MAX_CELL_LENGTH_A = 1000.0  # longer, and it is no crystal a potential can screen (LLL overflows near 1e308)
 
 
 def validate_structure(
@@ -35,6 +32,11 @@ def validate_structure(
     matrix = np.asarray(structure.lattice.matrix, dtype=float)
     if not (np.isfinite(matrix).all() and np.isfinite(structure.frac_coords).all()):
         return IngestError("degenerate_cell", "lattice or coordinates contain NaN or infinity")
+    longest = float(np.linalg.norm(matrix, axis=1).max())
+    if not longest <= MAX_CELL_LENGTH_A:
+        return IngestError(
+            "degenerate_cell", f"a lattice vector is {longest:.3g} Å long, beyond {MAX_CELL_LENGTH_A:g} Å"
+        )
     volume = abs(float(np.linalg.det(matrix)))
     if volume < MIN_VOLUME_A3:
         return IngestError("degenerate_cell", f"cell volume {volume:.3g} Å^3 is (nearly) zero")
@@ -62,7 +64,9 @@ def validate_structure(
         if width < MIN_CELL_WIDTH_A:
             return IngestError("degenerate_cell", f"cell is {width:.3g} Å thin in one direction")
         structure = structure.get_reduced_structure("LLL")
-    return _overlap(structure)
+    # wrapped into the cell: the neighbour search's work grows with how far outside it a site lies
+    # (a fractional coordinate of 1e6 made it allocate 17 GB)
+    return _overlap(Structure(structure.lattice, structure.species, np.mod(structure.frac_coords, 1.0)))
 
 
 def _min_cell_width(matrix: np.ndarray) -> float:

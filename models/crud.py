@@ -228,7 +228,12 @@ def resend_lost(session: Session, *, now: datetime, grace_s: float, probe: int =
     one per screening, and once a probe is claimed the rule above re-sends the rest.
     """
     cutoff = now - timedelta(seconds=grace_s)
-    consumed = session.scalar(select(func.max(Screening.enqueued_at)).where(Screening.started_at.is_not(None)))
+    # the newest message a worker took: a screening requeued after its worker died has a start of
+    # its earlier attempt and a message sent now, still waiting (counting it made every healthy
+    # backlog look lost after any worker death)
+    consumed = session.scalar(
+        select(func.max(Screening.enqueued_at)).where(Screening.started_at.is_not(None), Screening.status != "queued")
+    )
     stale = Screening.status == "queued", Screening.enqueued_at < cutoff
     ids: list[int] = []
     if consumed is not None:

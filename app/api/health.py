@@ -17,6 +17,7 @@ from app.api.deps import CeleryDep, SessionDep, SettingsDep
 from models.base import utc_now
 from models.queries import count_open_screenings, list_live_workers
 from models.worker import MISSED_BEATS
+from workers.celery_app import SCREEN_QUEUE
 
 router = APIRouter(tags=["health"])
 
@@ -71,8 +72,9 @@ def check_readiness(session: Session, celery: Celery, *, heartbeat_s: float) -> 
         except Exception as exc:  # noqa: BLE001 - e.g. a schema not yet migrated: reported, not raised
             database = _error(exc)
     reasons = [f"{name} unreachable" for name, check in (("database", database), ("broker", broker)) if check != "ok"]
-    if database == "ok" and not workers:
-        reasons.append(f"no worker seen in the last {MISSED_BEATS * heartbeat_s:g} s")
+    if database == "ok" and not any(SCREEN_QUEUE in worker.queues for worker in workers):
+        # the bookkeeper (`phononscreen beat`) beats too, but screens nothing
+        reasons.append(f"no worker of the `{SCREEN_QUEUE}` queue seen in the last {MISSED_BEATS * heartbeat_s:g} s")
     return Readiness(
         status="unavailable" if reasons else "ok",
         database=database,

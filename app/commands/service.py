@@ -14,6 +14,8 @@ from app.commands import settings_or_fail
 from app.supervisor import WorkerSupervisor, start_worker_process
 
 if TYPE_CHECKING:
+    from celery import Celery
+
     from app.config import Settings
 
 
@@ -131,9 +133,10 @@ def api(port: int | None, host: str | None, workers: int, insecure: bool) -> Non
 @click.option(
     "--queues",
     "-Q",
-    default="screen,default",
+    default="screen",
     show_default=True,
-    help="Comma-separated: `screen` (heavy, GPU workers) and/or `default` (bookkeeping).",
+    help="Comma-separated: `screen` (heavy, GPU workers) and/or `default` (bookkeeping, which "
+    "`phononscreen beat` serves itself).",
 )
 @click.option(
     "--concurrency",
@@ -155,30 +158,8 @@ def api(port: int | None, host: str | None, workers: int, insecure: bool) -> Non
 @click.option("--loglevel", "-l", default="INFO", show_default=True)
 def worker(queues: str, concurrency: int | None, pool: str, hostname: str | None, loglevel: str) -> None:
     """Run a Celery worker that screens candidates (loads the potential once per process)."""
-    from workers.celery_app import configure_celery
-    from workers.runtime import WorkerConfig, configure_worker
-
     settings = settings_or_fail()
-    configure_worker(
-        WorkerConfig(
-            database_url=settings.resolved_database_url,
-            artifacts_dir=settings.resolved_artifacts_dir,
-            device=settings.device,
-            compile=settings.compile,
-            compile_cache=settings.compile_cache,
-            keep_force_constants=settings.keep_force_constants,
-            lease_s=settings.lease_s,
-            reconcile_every_s=settings.reconcile_every_s,
-            screen_chunk=settings.screen_chunk,
-            heartbeat_s=settings.heartbeat_s,
-        )
-    )
-    app = configure_celery(
-        broker_url=settings.resolved_broker_url,
-        soft_time_limit_s=settings.task_soft_time_limit_s,
-        time_limit_s=settings.task_time_limit_s,
-        reconcile_every_s=settings.reconcile_every_s,
-    )
+    app = _configure_worker_process(settings)
     from workers.screening.parallel import Layout
 
     layout = Layout.for_device(_device(settings.device))
@@ -212,24 +193,64 @@ def worker(queues: str, concurrency: int | None, pool: str, hostname: str | None
 @click.command()
 @click.option("--loglevel", "-l", default="INFO", show_default=True)
 def beat(loglevel: str) -> None:
-    """Run Celery beat: sends the reconciler task every PHONONSCREEN_RECONCILE_EVERY_S (run exactly one).
+    """Run the bookkeeper (exactly one): Celery beat, sending the reconciler every
+    PHONONSCREEN_RECONCILE_EVERY_S, inside a one-process worker of the `default` queue that runs it
+    and the batches' bookkeeping.
 
-    A worker on the `default` queue runs it: screenings whose worker died go back to the queue
-    (or fail after 3 attempts), lost messages are re-sent, ended batches are stamped.
+    The reconciler takes back screenings whose worker died (or fails them after 3 attempts),
+    re-sends lost messages and stamps ended batches. It has a worker of its own: on the screening
+    workers it would wait behind hours-long tasks while their every process is busy.
     """
-    from workers.celery_app import configure_celery
-
     settings = settings_or_fail()
-    app = configure_celery(
+    app = _configure_worker_process(settings)
+    # the schedule lives in the app's configuration: keep beat's own state file out of the way
+    schedule = settings.home / "celerybeat-schedule"
+    settings.home.mkdir(parents=True, exist_ok=True)
+    app.worker_main(
+        [
+            "worker",
+            "--queues",
+            "default",
+            "--pool",
+            "solo",
+            "--beat",
+            "--schedule",
+            str(schedule),
+            "--hostname",
+            f"phononscreen-beat-{os.getpid()}@%h",
+            "--loglevel",
+            loglevel,
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
+
+
+def _configure_worker_process(settings: Settings) -> Celery:
+    """The worker runtime (database, artifacts, device, leases) and the Celery app of a worker process."""
+    from workers.celery_app import configure_celery
+    from workers.runtime import WorkerConfig, configure_worker
+
+    configure_worker(
+        WorkerConfig(
+            database_url=settings.resolved_database_url,
+            artifacts_dir=settings.resolved_artifacts_dir,
+            device=settings.device,
+            compile=settings.compile,
+            compile_cache=settings.compile_cache,
+            keep_force_constants=settings.keep_force_constants,
+            lease_s=settings.lease_s,
+            reconcile_every_s=settings.reconcile_every_s,
+            screen_chunk=settings.screen_chunk,
+            heartbeat_s=settings.heartbeat_s,
+        )
+    )
+    return configure_celery(
         broker_url=settings.resolved_broker_url,
         soft_time_limit_s=settings.task_soft_time_limit_s,
         time_limit_s=settings.task_time_limit_s,
         reconcile_every_s=settings.reconcile_every_s,
     )
-    # the schedule lives in the app's configuration: keep beat's own state file out of the way
-    schedule = settings.home / "celerybeat-schedule"
-    settings.home.mkdir(parents=True, exist_ok=True)
-    app.start(["beat", "--loglevel", loglevel, "--schedule", str(schedule)])
 
 
 def _device(device: str) -> str:

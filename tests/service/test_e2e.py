@@ -133,9 +133,10 @@ def test_postgres_redis_separate_api_and_worker(tmp_path, redis_broker):
             PHONONSCREEN_ARTIFACTS_DIR=str(tmp_path / "artifacts"),
             PHONONSCREEN_COMPILE="off",
         )
-        api_log, worker_log = tmp_path / "api.log", tmp_path / "worker.log"
+        api_log, worker_log, beat_log = tmp_path / "api.log", tmp_path / "worker.log", tmp_path / "beat.log"
         with (
             _process([*CLI, "worker", "--concurrency", "1"], env=env, log=worker_log),
+            _process([*CLI, "beat"], env=env, log=beat_log),  # the bookkeeping: batches get their end stamped
             _process([*CLI, "api", "--port", str(port)], env=env, log=api_log) as api,
         ):
             _wait_ready(url, process=api, log=api_log)

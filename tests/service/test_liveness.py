@@ -28,12 +28,10 @@ pytestmark = pytest.mark.service
 HEARTBEAT_S = 10.0  # the default: a worker silent for 30 s is gone
 
 
-def add_worker(session: Session, name: str = "w1@host", *, seen_s_ago: float = 0.0) -> None:
+def add_worker(session: Session, name: str = "w1@host", *, seen_s_ago: float = 0.0, queues: str = "screen") -> None:
     """A heartbeat of worker `name`, last seen `seen_s_ago` seconds ago, in `session`."""
     now = utc_now() - timedelta(seconds=seen_s_ago)
-    beat_worker(
-        session, name=name, pid=4242, host="host", queues="screen,default", concurrency=2, started_at=now, now=now
-    )
+    beat_worker(session, name=name, pid=4242, host="host", queues=queues, concurrency=2, started_at=now, now=now)
 
 
 def _row(session: Session, name: str) -> WorkerHeartbeat | None:
@@ -101,8 +99,11 @@ def test_ready_needs_a_worker_heard_from_lately_and_reports_the_queue(client, db
     assert none.status_code == 503, none.text
     body = none.json()
     assert body["status"] == "unavailable" and body["database"] == "ok" and body["broker"] == "ok"
-    assert body["workers"] == [] and body["reason"] == "no worker seen in the last 30 s"
+    assert body["workers"] == [] and body["reason"] == "no worker of the `screen` queue seen in the last 30 s"
 
+    add_worker(db_session, "phononscreen-beat-1@host", queues="default")  # the bookkeeper screens nothing
+    assert client.get("/ready").status_code == 503
+    db_session.execute(delete(WorkerHeartbeat))
     add_worker(db_session, "w1@host", seen_s_ago=2)
     _, ids = _batch(db_session, n=3)
     claim_screenings(db_session, ids=ids[:1], worker="w1@host", task_id="t")
@@ -112,7 +113,7 @@ def test_ready_needs_a_worker_heard_from_lately_and_reports_the_queue(client, db
     body = fresh.json()
     assert body["status"] == "ok" and body["reason"] is None
     [worker] = body["workers"]
-    assert worker["name"] == "w1@host" and worker["queues"] == ["screen", "default"] and worker["concurrency"] == 2
+    assert worker["name"] == "w1@host" and worker["queues"] == ["screen"] and worker["concurrency"] == 2
     assert 1.5 <= worker["last_seen_s"] < 10
     assert body["queue"] == {"queued": depth.queued, "running": depth.running} and depth.running >= 1
 

@@ -123,6 +123,28 @@ def test_queued_without_a_message_is_resent_once_and_only_a_probe_while_nothing_
     assert _reconcile(db_session, later).to_send == []
 
 
+def test_a_requeue_after_a_worker_died_does_not_make_the_backlog_look_lost(db_session):
+    """Two workers took messages sent 300 s and 250 s ago; three screenings sent 200 s ago wait
+    behind them, their messages in the broker. The first worker dies: its screening is requeued
+    (sent now), and the backlog keeps its messages."""
+    _, (first, alive, *backlog) = _batch(db_session, n=5)
+    _set(db_session, backlog, enqueued_at=NOW - timedelta(seconds=200))
+    for sid, lease_until, sent_s_ago in (
+        (first, NOW - timedelta(seconds=1), 300),
+        (alive, NOW + timedelta(minutes=5), 250),
+    ):
+        claim_screenings(
+            db_session,
+            ids=[sid],
+            worker="w",
+            task_id="t",
+            lease_until=lease_until,
+            sent_at=NOW - timedelta(seconds=sent_s_ago),
+        )
+    report = _reconcile(db_session)
+    assert report.requeued == [first] and report.resent == [] and report.to_send == [first]
+
+
 def test_a_queue_that_moves_is_not_resent(db_session):
     """A backlog behind busy workers keeps its messages: only a screening sent well before one that
     a worker already took is resent, whatever its age."""

@@ -462,3 +462,16 @@ def test_one_budget_spans_every_file_of_a_request() -> None:
     per_file = read_files([("a.json", many), ("b.json", many), ("c.json", many)], budget=budget)
     assert [codes(r) for r in per_file] == [{"ok": 2}, {"ok": 1, "too_large": 1}]
     assert "more than 3 structures" in budget.exceeded
+
+
+def test_compression_layers_are_capped() -> None:
+    """A CIF gzipped 2,000 times once exhausted the reader's stack (RecursionError in the API)."""
+    cif = str(CifWriter(silicon())).encode()
+    data = cif
+    for _ in range(3):
+        data = gzip.compress(data)
+    assert read_bytes(data, "x.cif.gz.gz.gz")[0].ok  # three layers: read
+    for _ in range(2000):
+        data = gzip.compress(data, compresslevel=1)
+    [record] = read_bytes(data, "deep.gz")
+    assert record.error.code == "unsupported_format" and "compressed more than 3 times" in record.error.message

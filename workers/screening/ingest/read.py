@@ -37,6 +37,7 @@ _SUFFIXES = {
     ".tar": "tar", ".tgz": "tar", ".tbz2": "tar", ".txz": "tar", ".gz": "gz", ".bz2": "bz2", ".xz": "xz",
 }  # fmt: skip
 _COMPRESSED = ("gz", "bz2", "xz")
+MAX_COMPRESSION_LAYERS = 3  # x.cif.gz inside a .tar.xz is 2
 # Files that ride along in archives and directories of structures; skipped without a record.
 _IGNORED_SUFFIXES = {
     ".txt", ".md", ".rst", ".pdf", ".png", ".jpg", ".jpeg", ".svg", ".gif", ".log", ".yaml",
@@ -200,11 +201,14 @@ def _iter_member(
 
 
 def _iter_data(
-    data: bytes, filename: str, name: str, budget: ReadBudget, *, in_archive: bool = False
+    data: bytes, filename: str, name: str, budget: ReadBudget, *, in_archive: bool = False, layers: int = 0
 ) -> Iterator[fmt.Item]:
-    """Structures of one file's bytes; `filename` picks the format, `name` prefixes the names."""
+    """Structures of one file's bytes; `filename` picks the format, `name` prefixes the names.
+    `layers`: compressions already taken off (a file compressed 2,000 times exhausted the stack)."""
     kind = sniff_format(filename, data[:4096])
-    if kind in _COMPRESSED:
+    if kind in _COMPRESSED and layers >= MAX_COMPRESSION_LAYERS:
+        yield name, IngestError("unsupported_format", f"compressed more than {MAX_COMPRESSION_LAYERS} times over")
+    elif kind in _COMPRESSED:
         with _open_compressed(kind, data) as stream:
             try:
                 inner = _read_capped(stream, budget)
@@ -215,7 +219,7 @@ def _iter_data(
             yield name, _too_large(budget)
             return
         stem = filename[: filename.rfind(".")] if "." in filename else filename
-        yield from _iter_data(inner, stem, name, budget, in_archive=in_archive)
+        yield from _iter_data(inner, stem, name, budget, in_archive=in_archive, layers=layers + 1)
     elif kind in ("zip", "tar") and not in_archive:
         yield from (_iter_zip if kind == "zip" else _iter_tar)(data, name, budget)
     elif kind == "pt":

@@ -116,7 +116,13 @@ async def create_batch(
     except Exception as exc:  # noqa: BLE001 - any broker failure: the rows stay queued, said in the answer
         raise HTTPException(
             503,
-            {"code": "broker_unreachable", "batch_id": created.id, "message": f"batch stored but not queued: {exc}"},
+            {
+                "code": "broker_unreachable",
+                "batch_id": created.id,
+                "message": f"batch stored but not queued yet: {exc}; the reconciler sends it once the broker is back "
+                "(do not submit it again)",
+            },
+            headers={"Retry-After": str(settings.reconcile_every_s)},
         ) from None
     return created
 

@@ -220,3 +220,28 @@ def test_ready_is_503_when_the_broker_is_down(pg_url, db_session, tmp_path):
         response = test_client.get("/ready")
     assert response.status_code == 503 and response.json()["database"] == "ok"
     assert response.json()["broker"].startswith("error")
+
+
+def test_broker_down_at_submission_is_503_with_retry_after_and_the_batch_is_kept(pg_url, db_session, tmp_path):
+    """Issue 10, failure 7: stored and said so; the reconciler re-sends it (test_reconcile.py)."""
+    from fastapi.testclient import TestClient
+
+    from app.api.deps import get_db
+    from app.config import Settings
+    from app.main import create_app
+    from tests.service.conftest import free_port
+
+    settings = Settings(database_url=pg_url, broker_url=f"redis://127.0.0.1:{free_port()}/15", home=tmp_path)
+    app = create_app(settings)
+    app.dependency_overrides[get_db] = lambda: db_session
+    with TestClient(app) as test_client:
+        response = test_client.post("/api/v1/batches", files=[("files", ("si.cif", si_cif()))])
+    assert response.status_code == 503, response.text
+    assert int(response.headers["retry-after"]) == settings.reconcile_every_s
+    detail = response.json()["detail"]
+    assert detail["code"] == "broker_unreachable"
+    assert db_session.get(Batch, detail["batch_id"]) is not None
+    statuses = db_session.scalars(
+        select(Screening.status).join(Candidate).where(Candidate.batch_id == detail["batch_id"])
+    ).all()
+    assert statuses == ["queued"]

@@ -39,6 +39,8 @@ def configure_celery(
     *, broker_url: str, soft_time_limit_s: int, time_limit_s: int, reconcile_every_s: float = 60
 ) -> Celery:
     """Point the app at a broker, set the task time limits and the reconciler's beat; returns the app."""
+    if celery_app.conf.broker_url not in (None, broker_url):
+        _forget_connections(celery_app)
     celery_app.conf.update(
         broker_url=broker_url,
         task_soft_time_limit=soft_time_limit_s,
@@ -59,6 +61,15 @@ def configure_celery(
         ),
     )
     return celery_app
+
+
+def _forget_connections(app: Celery) -> None:
+    """Drop the pooled broker connections of `app`: after a change of broker they lead to the old
+    one, and sends would silently go there (Celery builds the pools once, from the first URL)."""
+    if app._pool is not None:
+        app._pool.force_close_all()
+        app._pool = None
+    app.amqp._producer_pool = None
 
 
 def send_screenings(

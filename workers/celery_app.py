@@ -66,9 +66,10 @@ def configure_celery(
 def _forget_connections(app: Celery) -> None:
     """Drop the pooled broker connections of `app`: after a change of broker they lead to the old
     one, and sends would silently go there (Celery builds the pools once, from the first URL)."""
-    if app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
+    from kombu import pools
+
+    pools.reset()  # kombu's registries hand out pools by connection: closed ones must not be handed out again
+    app._pool = None
     app.amqp._producer_pool = None
 
 

@@ -9,7 +9,7 @@ import platformdirs
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from workers.screening.potentials.registry import POTENTIAL_NAMES
+from workers.screening.potentials.registry import AUTO_FALLBACK, AUTO_PREFERRED, POTENTIAL_NAMES
 from workers.screening.protocols import PROTOCOLS
 
 
@@ -61,7 +61,8 @@ class Settings(BaseSettings):
     potential: str = Field(
         "auto",
         **_env("PHONONSCREEN_POTENTIAL"),
-        description=f"Default potential for new batches: one of {', '.join(POTENTIAL_NAMES)}.",
+        description=f"Default potential for new batches: one of {', '.join(POTENTIAL_NAMES)} (auto: "
+        f"{AUTO_PREFERRED} when its weights are on the machine, else {AUTO_FALLBACK} with a warning on every verdict).",
     )
     protocol: str = Field(
         "default",

@@ -1,10 +1,11 @@
 """Break-even of torch.compile for `phononscreen screen --compile auto`: load cost against per-atom saving.
 
     python benchmarks/compile_break_even.py [--json out.json] [--repeats 2] [--n-generator 4] [--seed 0]
+        [--potential sevennet-0]
 
-The potential is SevenNet-0 on the CPU, one torch thread per process (the CLI's CPU layout). Every
-measurement runs in a fresh interpreter of this script (`--worker load|screen`), because loaded
-potentials are cached per process:
+The potential (`--potential`, SevenNet-0 unless named) runs on the CPU, one torch thread per process
+(the CLI's CPU layout). Every measurement runs in a fresh interpreter of this script
+(`--worker load|screen`), because loaded potentials are cached per process:
 
   (a) eager load (`load_potential(..., compile="off")`), timed;
   (b) compiled load on a fresh machine: an empty compile-cache folder and an empty
@@ -73,7 +74,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(ROOT), str(HERE)]
 
-POTENTIAL = "sevennet-0"
+POTENTIAL = "sevennet-0"  # --potential replaces it, here and in the worker processes
 PROTOCOL = "default"
 EXAMPLES = ROOT / "examples"
 DATA = Path(os.environ.get("PHONONSCREEN_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -83,6 +84,8 @@ MICRO = ((1, 8), (2, 4))
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    global POTENTIAL
+    POTENTIAL = args.potential
     if args.worker:
         return run_worker(args)
     if args.reanalyse:
@@ -93,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
 def reanalyse(args: argparse.Namespace) -> int:
     """Print the summary again from a saved --json file (no measurement)."""
     saved = json.loads(args.reanalyse.read_text())
+    global POTENTIAL
+    POTENTIAL = saved.get("potential", POTENTIAL)
     runs = saved["runs"]
     screens = []
     while f"d{len(screens) + 1}_screen_eager" in runs:
@@ -118,6 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--min-atoms", type=int, default=8, help="smallest generator cell drawn")
     p.add_argument("--max-atoms", type=int, default=12, help="largest generator cell drawn")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--potential", default=POTENTIAL, help="a compilable registry name")
     p.add_argument("--repeats", type=int, default=2, help="eager/compiled screening pairs (alternating order)")
     p.add_argument(
         "--sequential",
@@ -393,7 +399,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
     def start(worker: str, mode: str, label: str, *, inductor_dir: Path) -> tuple:
         out = work / f"{label}.json"
         cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", worker, "--compile", mode,
-               "--compile-cache", str(cache), "--input", str(sample_path), "--output", str(out)]  # fmt: skip
+               "--potential", POTENTIAL, "--compile-cache", str(cache), "--input", str(sample_path), "--output", str(out)]  # fmt: skip
         env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(inductor_dir), "OPENBLAS_NUM_THREADS": "1"}
         print(
             f"[{time.strftime('%H:%M:%S')}] {label}: {worker} compile={mode} "

@@ -1,6 +1,7 @@
 """Eager against torch.compile: one potential's force + stress calls on real generator cells.
 
     python benchmarks/compile_forces.py [--n 16] [--potential sevennet-0] [--threads 1] [--seed 1]
+        [--compile-cache DIR]
 
 Takes a seeded sample of generator outputs (the throughput benchmark's sampler), each cell as
 given and its 2x2x2 supercell (the sizes the relaxation and the displaced supercells see), and
@@ -9,6 +10,8 @@ one process, in alternating order so that machine load hits both: a first pass (
 first call, recompiles included) and two steady-state passes. Prints the compile warm-up, the
 seconds of each, per-call times for the small cells and the supercells, and the largest force
 and stress differences. The last line reads `compile speedup <steady ratio> max_force_diff <eV/Å>`.
+With `--compile-cache DIR` the compiled graph is loaded from (or saved to) DIR, as the CLI and the
+workers do; without it the graph is compiled in this process and not kept.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads (the CPU worker layout uses 1)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--max-atoms", type=int, default=12)
+    p.add_argument("--compile-cache", type=Path, default=None, help="folder of saved compiled graphs")
     p.add_argument(
         "--realize-opcount",
         type=int,
@@ -52,16 +56,17 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")
+    cache = args.compile_cache
     if args.realize_opcount is not None:
         import tempfile
 
         from workers.screening.potentials import compiled
 
         compiled._INDUCTOR = {**compiled._INDUCTOR, "realize_opcount_threshold": args.realize_opcount}
-        os.environ[compiled.CACHE_ENV] = tempfile.mkdtemp(prefix="compile-forces-")
+        cache = Path(tempfile.mkdtemp(prefix="compile-forces-"))
     eager = load_potential(args.potential, device="cpu", compile="off")
     start = time.perf_counter()
-    fast = load_potential(args.potential, device="cpu", compile="on")
+    fast = load_potential(args.potential, device="cpu", compile="on", compile_cache=cache)
     warm_up = time.perf_counter() - start
     records = sample_structures(n=args.n, seed=args.seed, data=DATA, max_atoms=args.max_atoms, elements=eager.elements)
     cells = []

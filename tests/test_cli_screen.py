@@ -128,7 +128,10 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     uncompiled = runner.invoke(
         main, ["screen", str(cif), "--potential", "chgnet-0.3.0", "--compile", "on", "--out", str(tmp_path / "o")]
     )
-    assert uncompiled.exit_code == 2 and "implemented for sevennet-0, not 'chgnet-0.3.0'" in uncompiled.output
+    assert (
+        uncompiled.exit_code == 2
+        and "implemented for sevennet-0, sevennet-l3i5, not 'chgnet-0.3.0'" in uncompiled.output
+    )
 
 
 @pytest.mark.slow
@@ -181,12 +184,12 @@ def test_auto_without_mattersim_falls_back_with_a_stored_warning(tmp_path: Path,
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["screen", str(bad), "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert "warning: potential 'auto' resolved to 'sevennet-0'" in result.output
+    assert "warning: potential 'auto' resolved to 'sevennet-l3i5'" in result.output
     (row,) = _csv_rows(out)
-    assert row["potential"] == "sevennet-0"
-    assert row["warnings"] == "potential fallback (potential 'auto' resolved to 'sevennet-0')"
+    assert row["potential"] == "sevennet-l3i5"
+    assert row["warnings"] == "potential fallback (potential 'auto' resolved to 'sevennet-l3i5')"
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["warnings"] == {"potential: potential 'auto' resolved to 'sevennet-0'": 1}
+    assert summary["warnings"] == {"potential: potential 'auto' resolved to 'sevennet-l3i5'": 1}
 
 
 @pytest.mark.slow

@@ -16,13 +16,14 @@ from workers.screening.potentials.compiled import CompiledModel, CompileFallback
 def test_decision_auto_compiles_sevennet_on_cpu_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(compiled, "cxx_compiler", lambda: "/usr/bin/g++")
     assert compile_decision("sevennet-0", device="cpu", mode="auto") == (True, "auto: CPU with a C++ compiler")
+    assert compile_decision("sevennet-l3i5", device="cpu", mode="auto") == (True, "auto: CPU with a C++ compiler")
     use, why = compile_decision("sevennet-0", device="cuda", mode="auto")
     assert not use and "GPU not measured" in why
     assert compile_decision("sevennet-0", device="cuda", mode="on")[0]
     assert compile_decision("sevennet-0", device="cpu", mode="off") == (False, "compile off")
     use, why = compile_decision("chgnet-0.3.0", device="cpu", mode="auto")
     assert not use and "chgnet-0.3.0 is not compiled" == why
-    with pytest.raises(ValueError, match="implemented for sevennet-0, not 'chgnet-0.3.0'"):
+    with pytest.raises(ValueError, match="implemented for sevennet-0, sevennet-l3i5, not 'chgnet-0.3.0'"):
         compile_decision("chgnet-0.3.0", device="cpu", mode="on")
     with pytest.raises(ValueError, match="unknown compile mode 'fast'"):
         compile_decision("sevennet-0", device="cpu", mode="fast")
@@ -46,18 +47,26 @@ class _Data:
         return _Data(self.value)
 
 
-def test_auto_compiles_only_when_the_work_pays_for_it() -> None:
-    """The CLI's `auto`: compile when the work per process reaches the measured break-even, which is
-    lower when the compiled graph is already saved on the machine; nothing to screen, no compile."""
-    saved, fresh = compiled.BREAK_EVEN_ATOMS_SAVED, compiled.BREAK_EVEN_ATOMS_FRESH
+@pytest.mark.parametrize("name", sorted(compiled.COMPILABLE))
+def test_auto_compiles_only_when_the_work_pays_for_it(name: str) -> None:
+    """The CLI's `auto`: compile when the work per process reaches the break-even measured for this
+    potential, which is lower when the compiled graph is already saved on the machine; nothing to
+    screen, no compile."""
+    saved, fresh = compiled.BREAK_EVEN_ATOMS[name]
     assert 0 < saved < fresh
-    assert compiled.compile_pays(work_atoms=0, graph_saved=True) == (False, "auto: nothing to screen")
+    assert compiled.compile_pays(name, work_atoms=0, graph_saved=True) == (False, "auto: nothing to screen")
     for graph_saved, threshold in ((True, saved), (False, fresh)):
-        below, why = compiled.compile_pays(work_atoms=threshold - 0.5, graph_saved=graph_saved)
+        below, why = compiled.compile_pays(name, work_atoms=threshold - 0.5, graph_saved=graph_saved)
         assert not below and f"< break-even {threshold}" in why
-        assert compiled.compile_pays(work_atoms=threshold, graph_saved=graph_saved)[0]
-    assert compiled.compile_pays(work_atoms=(saved + fresh) / 2, graph_saved=True)[0]
-    assert not compiled.compile_pays(work_atoms=(saved + fresh) / 2, graph_saved=False)[0]
+        assert compiled.compile_pays(name, work_atoms=threshold, graph_saved=graph_saved)[0]
+    assert compiled.compile_pays(name, work_atoms=(saved + fresh) / 2, graph_saved=True)[0]
+    assert not compiled.compile_pays(name, work_atoms=(saved + fresh) / 2, graph_saved=False)[0]
+
+
+def test_every_compilable_potential_has_a_measured_break_even() -> None:
+    assert set(compiled.BREAK_EVEN_ATOMS) == compiled.COMPILABLE
+    # l3i5 costs more per call, but its compile costs more too and saved less per atom where measured
+    assert compiled.BREAK_EVEN_ATOMS["sevennet-l3i5"][1] > compiled.BREAK_EVEN_ATOMS["sevennet-0"][1]
 
 
 def test_compiler_failure_falls_back_to_eager_once() -> None:
@@ -125,9 +134,11 @@ def _assert_same(a: tuple, b: tuple, n_atoms: int) -> None:
 
 
 @pytest.mark.slow
-def test_one_graph_field_is_sevennets_own_model() -> None:
+@pytest.mark.parametrize("name", ["sevennet-0", "sevennet-l3i5"])
+def test_one_graph_field_is_sevennets_own_model(name: str) -> None:
     """ForceStressField (SevenNet's modules, its force/stress head written branch-free) gives what
-    SevenNet's model gives, eager, and refuses a model of another shape."""
+    SevenNet's model gives, eager, for both SevenNets (l3i5: lmax 3), and refuses a model of
+    another shape."""
     import copy
     import functools
 
@@ -136,7 +147,7 @@ def test_one_graph_field_is_sevennets_own_model() -> None:
     from workers.screening.potentials.registry import load_potential
     from workers.screening.potentials.sevennet_graph import ForceStressField, UnsupportedModel
 
-    pot = load_potential("sevennet-0", device="cpu", compile="off")
+    pot = load_potential(name, device="cpu", compile="off")
     calc = pot.new_calculator()
     field = ForceStressField(calc.model)
     for atoms in _rattled_cells():

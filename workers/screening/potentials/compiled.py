@@ -4,7 +4,9 @@ Measured on this project's 2-core CPU (issue 4; `benchmarks/compile_forces.py`):
 much of an eager force call in autograd bookkeeping of e3nn's tensor products and in Python
 between small kernels; compiled, force + stress calls on real generator cells and their 2x2x2
 supercells are markedly faster, forces equal to eager to ~3e-6 eV/Å (float32 rounding: the same
-kind of difference as one thread against two).
+kind of difference as one thread against two). SevenNet-l3i5 (lmax 3, the same five interaction
+layers) compiles through the same one graph: 2.17x per call on 2-10 atoms, 1.74x on 16-80 atoms,
+forces equal to eager to ~1.4e-5 eV/Å (same benchmark, `--potential sevennet-l3i5`).
 
 SevenNet is compiled as one graph (`workers.screening.potentials.sevennet_graph`), ahead of time, and the
 compiled graph is saved in the folder the caller passes (`cache`, from the edge's settings: the
@@ -46,7 +48,7 @@ __all__ = [
 CompileMode = Literal["auto", "on", "off"]
 COMPILE_MODES: tuple[str, ...] = ("auto", "on", "off")
 # Registry names whose model this module knows how to compile (and whose output was compared).
-COMPILABLE = frozenset({"sevennet-0"})
+COMPILABLE = frozenset({"sevennet-0", "sevennet-l3i5"})
 
 
 class CompileFallbackWarning(RuntimeWarning):
@@ -54,22 +56,28 @@ class CompileFallbackWarning(RuntimeWarning):
 
 
 # Break-even of compiling for one process, in atoms of work (input atoms summed over the structures it
-# will screen): below it, an eager run finishes sooner than compile + compiled run. Measured with
-# `python benchmarks/compile_break_even.py` (SevenNet-0, `default` protocol, 1 thread per process,
-# 15 structures: examples/ and 4 generator cells; README, "Compile break-even"): compiled runs saved
-# k = 7.1 s per input atom; a fresh compile cost 258 s more than an eager load (W* = 37 atoms), loading
-# the saved graph 8 s more (W* = 1) with torch's kernel cache warm and 91 s more with it cold (W* = 13,
-# e.g. after /tmp was cleared). Whether torch's cache is warm is not checked, so a saved graph counts
-# at the cold figure.
-BREAK_EVEN_ATOMS_SAVED = 13
-BREAK_EVEN_ATOMS_FRESH = 37
+# will screen): below it, an eager run finishes sooner than compile + compiled run. Per potential:
+# (with a saved graph, without). SevenNet-0, measured with `python benchmarks/compile_break_even.py` (`default`
+# protocol, 1 thread per process, 15 structures: examples/ and 4 generator cells; README, "Compile
+# break-even"): compiled runs saved k = 7.1 s per input atom; a fresh compile cost 258 s more than an
+# eager load (W* = 37 atoms), loading the saved graph 8 s more (W* = 1) with torch's kernel cache warm
+# and 91 s more with it cold (W* = 13, e.g. after /tmp was cleared). Whether torch's cache is warm is
+# not checked, so a saved graph counts at the cold figure. SevenNet-l3i5, measured by hand on a busy
+# machine (README, "Potentials and MatterSim weights"): 6 MatterGen cells of 4-10 atoms, `phononscreen
+# screen --compile off|on`, saved k = 63 s / 36 atoms = 1.75 s per atom (SevenNet-0 saved 3.2 on the
+# same cells, against its 7.1 above: a small sample of cheap cells, so these thresholds err towards
+# eager); a fresh compile cost 268 s more than an eager load (W* = 153), the saved graph with a cold
+# kernel cache 222 s more (W* = 127), with it warm 3 s.
+BREAK_EVEN_ATOMS: dict[str, tuple[int, int]] = {"sevennet-0": (13, 37), "sevennet-l3i5": (127, 153)}
 
 
-def compile_pays(*, work_atoms: float, graph_saved: bool) -> tuple[bool, str]:
-    """(compile?, why) for `auto` in a run of `work_atoms` atoms per process (the CLI's choice)."""
+def compile_pays(name: str, *, work_atoms: float, graph_saved: bool) -> tuple[bool, str]:
+    """(compile?, why) for `auto` with potential `name` in a run of `work_atoms` atoms per process (the
+    CLI's choice)."""
     if work_atoms <= 0:
         return False, "auto: nothing to screen"
-    threshold = BREAK_EVEN_ATOMS_SAVED if graph_saved else BREAK_EVEN_ATOMS_FRESH
+    saved, fresh = BREAK_EVEN_ATOMS[name]
+    threshold = saved if graph_saved else fresh
     where = "graph saved on this machine" if graph_saved else "no saved graph: a first compile"
     if work_atoms >= threshold:
         return True, f"auto: {work_atoms:.0f} atoms of work per process >= break-even {threshold} ({where})"

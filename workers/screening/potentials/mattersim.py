@@ -44,7 +44,7 @@ def missing_weights_message(name: str, *, fallback: bool = True) -> str:
         f"and copy ~/.local/mattersim/pretrained_models/{file_name} to the same folder here; "
         "(2) download it from https://github.com/microsoft/mattersim/tree/main/pretrained_models "
         "and pass its path with `--potential-checkpoint PATH`"
-        + ("; or choose another potential (`--potential sevennet-0`)." if fallback else ".")
+        + ("; or choose another potential (`--potential sevennet-l3i5`, offline)." if fallback else ".")
     )
 
 
@@ -61,7 +61,7 @@ def load_mattersim(path: Path, *, device: str) -> tuple[Callable[[], Calculator]
     except ImportError as exc:
         raise PotentialUnavailableError(
             f"MatterSim is not installed ({exc}); install it with `pip install mattersim==1.2.3 "
-            "--no-deps` (see pyproject's `mattersim` extra) or choose `--potential sevennet-0`"
+            "--no-deps` (see pyproject's `mattersim` extra) or choose `--potential sevennet-l3i5`"
         ) from exc
     from importlib.metadata import version
 

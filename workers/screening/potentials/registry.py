@@ -39,15 +39,21 @@ POTENTIAL_NAMES: tuple[str, ...] = (
     "auto",
     "mattersim-v1.0.0-5m",
     "mattersim-v1.0.0-1m",
+    "sevennet-l3i5",
     "sevennet-0",
     "chgnet-0.3.0",
 )
 AUTO_PREFERRED = "mattersim-v1.0.0-5m"
-AUTO_FALLBACK = "sevennet-0"
+# The most phonon-accurate model that needs no download: Matbench Discovery's kappa_SRME 0.550
+# (MatterSim-5M 0.575, SevenNet-0 0.767), at 2.4-2.8x SevenNet-0's cost per force call here
+# (`benchmarks/compile_forces.py --potential sevennet-l3i5`; README, "Potentials and MatterSim weights").
+AUTO_FALLBACK = "sevennet-l3i5"
+# Registry name -> the name sevenn gives the checkpoint inside its wheel (`pretrained_name_to_path`).
+SEVENNET_CHECKPOINTS = {"sevennet-l3i5": "7net-l3i5", "sevennet-0": "7net-0"}
 
 
 class PotentialFallbackWarning(RuntimeWarning):
-    """`auto` could not use MatterSim and is running SevenNet-0 instead."""
+    """`auto` could not use MatterSim and is running SevenNet-l3i5 instead."""
 
 
 @dataclass(frozen=True)
@@ -104,7 +110,7 @@ def load_potential(
     `auto`, which then means `mattersim-v1.0.0-5m`) and replaces the lookup in MatterSim's cache
     folder. Missing MatterSim weights for an explicit name raise PotentialUnavailableError; they
     are never downloaded and the name is never swapped for another potential. `auto` uses
-    `mattersim-v1.0.0-5m` when its checkpoint is in the cache folder, otherwise `sevennet-0` with a
+    `mattersim-v1.0.0-5m` when its checkpoint is in the cache folder, otherwise `sevennet-l3i5` with a
     PotentialFallbackWarning (emitted once, when loaded) that is also kept in `info.warning`.
 
     `compile` (auto/on/off; the edge decides, default off) runs the model through torch.compile
@@ -175,7 +181,7 @@ def _resolve(name: str, checkpoint: str | Path | None) -> tuple[str, Path | None
             (
                 f"potential 'auto' resolved to {AUTO_FALLBACK!r}: MatterSim weights "
                 f"({MATTERSIM_FILES[AUTO_PREFERRED]}) are not on this machine, so this verdict is "
-                "SevenNet-0's, not MatterSim's (the reference)"
+                f"{AUTO_FALLBACK}'s, not MatterSim's (the reference)"
             ),
         )
     return name, None, None
@@ -206,7 +212,7 @@ def _load(
     compiled: bool,
     compile_cache: Path | None = None,
 ) -> LoadedPotential:
-    # `auto` that fell back and an explicit `sevennet-0` share one model in memory.
+    # `auto` that fell back and an explicit `sevennet-l3i5` share one model in memory.
     model_key = (name, device, str(path) if path else None, compiled)
     if model_key not in _MODELS:
         _MODELS[model_key] = _load_model(name, device=device, path=path, compiled=compiled, compile_cache=compile_cache)
@@ -242,9 +248,9 @@ def _load_model(
         cached = find_mattersim_checkpoint(name)
         in_cache = cached is not None and cached.resolve() == path.resolve()
         label = path.name if in_cache else str(path)
-    elif name == "sevennet-0":
+    elif name in SEVENNET_CHECKPOINTS:
         factory, elements, pkg, path, compiled_model = _load_sevennet(
-            device=device, compiled=compiled, compile_cache=compile_cache
+            SEVENNET_CHECKPOINTS[name], device=device, compiled=compiled, compile_cache=compile_cache
         )
         label = "sevenn:" + "/".join(path.parts[-2:])
     elif name == "chgnet-0.3.0":
@@ -256,14 +262,22 @@ def _load_model(
 
 
 def _load_sevennet(
-    *, device: str, compiled: bool = False, compile_cache: Path | None = None
+    checkpoint: str, *, device: str, compiled: bool = False, compile_cache: Path | None = None
 ) -> tuple[Callable[[], Calculator], frozenset[str], str, Path, CompiledModel | None]:
+    """SevenNet's pretrained `checkpoint` (its own name, e.g. "7net-l3i5"), from the sevenn wheel."""
     from ase.data import chemical_symbols
     from sevenn.calculator import SevenNetCalculator
     from sevenn.util import pretrained_name_to_path
 
-    # The file inside the wheel that the name "7net-0" means; loading it by path hashes what runs.
-    path = Path(pretrained_name_to_path("7net-0"))
+    # The file inside the wheel that sevenn's name means; loading it by path hashes what runs. The
+    # checkpoints used here ship in the wheel and have no download link in sevenn, so a missing file
+    # raises instead of downloading.
+    try:
+        path = Path(pretrained_name_to_path(checkpoint))
+    except FileNotFoundError as exc:
+        raise PotentialUnavailableError(
+            f"SevenNet checkpoint {checkpoint!r} is not in the installed sevenn wheel ({exc}); reinstall sevenn"
+        ) from exc
     with warnings.catch_warnings():
         # SevenNet warns on every calculator that no CUDA tensor-product kernel is enabled.
         warnings.simplefilter("ignore", UserWarning)

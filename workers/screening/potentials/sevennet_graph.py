@@ -1,4 +1,6 @@
-"""SevenNet-0's energy, forces and stress as one graph, so that torch.compile can take it whole.
+"""SevenNet's energy, forces and stress as one graph, so that torch.compile can take it whole.
+
+Used for SevenNet-0 and SevenNet-l3i5 (the same modules and force head; l3i5 carries lmax 3).
 
 SevenNet's own model (`AtomGraphSequential`) cannot be compiled as one graph: it sets
 `requires_grad` on the edge vectors inside the model, branches on a tensor (`eval_type_map`, the

@@ -513,13 +513,16 @@ def count_verdicts(stack: Stack, *, batch_id: int, expected: int) -> dict[str, A
     )  # fmt: skip
     obtained = sum(1 for *_, k in per_screening if k >= 1)
     extra = sum(k - 1 for *_, k in per_screening if k > 1) + sum(k - 1 for _, k in per_candidate if k > 1)
+    # still queued or running when the run stopped (its timeout): late, not lost
+    unfinished = sum(1 for _, status, _, k in per_screening if k == 0 and status in ("queued", "running"))
     return {
         "batch_id": batch_id,
         "expected": expected,
         "screenings": len(per_screening),
         "obtained": obtained,
         "duplicated": extra,
-        "lost": expected - obtained,
+        "lost": expected - obtained - unfinished,
+        "unfinished": unfinished,
         "statuses": dict(Counter(status for _, status, _, _ in per_screening)),
         "attempts": dict(Counter(attempts for _, _, attempts, _ in per_screening)),
         "verdicts": dict(verdicts),
@@ -531,7 +534,7 @@ def faults_line(r: dict[str, Any]) -> str:
     return (
         f"faults: faults={r['faults_injected']} expected={r['expected']} obtained={r['obtained']} "
         f"duplicated={r['duplicated']} lost={r['lost']} 5xx={r['api_5xx'] + len(r['server_5xx'])} "
-        f"time={r['wall_s']:.0f}s"
+        f"time={r['wall_s']:.0f}s" + (f" unfinished={r['unfinished']} (timed out)" if r["unfinished"] else "")
     )
 
 
@@ -675,7 +678,14 @@ def main(argv: list[str] | None = None) -> int:
                 if scenario == "faults":
                     r = run_faults(stack, n=args.n, timeout_s=args.timeout)
                     line = faults_line(r)
-                    bad = r["lost"] or r["duplicated"] or r["api_5xx"] or r["server_5xx"] or r["faults_injected"] < 4
+                    bad = (
+                        r["lost"]
+                        or r["unfinished"]
+                        or r["duplicated"]
+                        or r["api_5xx"]
+                        or r["server_5xx"]
+                        or r["faults_injected"] < 4
+                    )
                 elif scenario == "hostile":
                     from reliability_hostile import hostile_line, run_hostile
 

@@ -26,6 +26,7 @@ CSV_COLUMNS = (
     "verdict",
     "reason",
     "stable_phononbench",
+    "stable_phononbench_v3",
     "formula",
     "n_sites",
     "crystal_system",
@@ -56,13 +57,19 @@ CSV_COLUMNS = (
     "generator",
     "source",
     "warnings",
+    "settled_by_prescreen",
+    "prescreen_verdict",
+    "second_potential",
+    "second_verdict",
+    "second_min_frequency_thz",
+    "agreement",
 )
 
 
 def row_key(row: Mapping[str, Any]) -> ResultKey:
     """The skip-on-rerun key of a results.jsonl row."""
     prov = row.get("provenance") or {}
-    potential = (prov.get("potential") or {}).get("name", "")
+    potential = row.get("run") or (prov.get("potential") or {}).get("name", "")  # rows before `run`: the potential
     return (str(row.get("name")), str(prov.get("settings_hash", "")), str(potential))
 
 
@@ -95,6 +102,7 @@ def flatten_row(row: Mapping[str, Any]) -> dict[str, Any]:
         "verdict": row.get("verdict"),
         "reason": row.get("reason"),
         "stable_phononbench": row.get("stable_phononbench"),
+        "stable_phononbench_v3": row.get("stable_phononbench_v3"),
         "formula": row.get("formula"),
         "n_sites": row.get("n_sites"),
         "crystal_system": row.get("crystal_system"),
@@ -125,6 +133,12 @@ def flatten_row(row: Mapping[str, Any]) -> dict[str, Any]:
         "generator": row.get("generator"),
         "source": row.get("source"),
         "warnings": "; ".join(str(w) for w in warnings),
+        "settled_by_prescreen": row.get("settled_by_prescreen") or None,
+        "prescreen_verdict": (row.get("prescreen") or {}).get("verdict"),
+        "second_potential": (row.get("second_opinion") or {}).get("potential"),
+        "second_verdict": (row.get("second_opinion") or {}).get("verdict"),
+        "second_min_frequency_thz": (row.get("second_opinion") or {}).get("min_frequency_thz"),
+        "agreement": row.get("agreement"),
     }
     return {k: _fmt(v) if not isinstance(v, str) else v for k, v in flat.items()}
 
@@ -173,10 +187,13 @@ class OutputFolder:
         *,
         source: str | None = None,
         generator: str | None = None,
+        run: str | None = None,
     ) -> dict[str, Any]:
-        """Write one result's artefacts, then append its row to results.jsonl; return the row."""
+        """Write one result's artefacts, then append its row to results.jsonl; return the row.
+        `run`: the potentials of the run (`opinions.run_label`), its rows' key on a re-run."""
         files = write_result_files(result, sink=self.store, folder=self.folder_of(result.name))
-        row = result_record(result, files=files, source=source, generator=generator)
+        labels = {"run": run} if run is not None else {}
+        row = result_record(result, files=files, source=source, generator=generator, **labels)
         self._append(row)
         return row
 

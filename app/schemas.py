@@ -139,8 +139,16 @@ class WorstMode(BaseModel):
 
 class VerdictOut(BaseModel):
     verdict: str
-    reason: str | None
-    stable_phononbench: bool
+    reason: str | None = Field(
+        description="unstable: optical, acoustic, elastic or unconfirmed_incommensurate (only interpolated "
+        "q-points were unstable and the supercell cap kept the larger-supercell check from running); "
+        "relax_failed / failed: why."
+    )
+    stable_phononbench: bool = Field(description="PhononBench's scripts: every band-path frequency >= -1e-3 THz.")
+    stable_phononbench_v3: bool | None = Field(
+        description="PhononBench v3's headline: every band-path frequency >= -0.1 THz. None only on a verdict "
+        "stored before this field existed whose stored frequencies could not decide it."
+    )
     min_frequency_thz: float | None
     worst_mode: WorstMode
     spacegroup_after: str | None
@@ -206,9 +214,15 @@ class ReportRow(BaseModel):
     relaxed: int
     stable: int
     stable_phononbench: int
+    stable_phononbench_v3: int
     stable_rate: float | None = Field(description="stable / submitted (stable/all, as PhononBench reports).")
     stable_rate_relaxed: float | None = Field(description="stable / relaxed (relaxation converged).")
-    stable_phononbench_rate: float | None = Field(description="stable by PhononBench's criterion / submitted.")
+    stable_phononbench_rate: float | None = Field(
+        description="stable by PhononBench's scripts' criterion (band path >= -1e-3 THz) / submitted."
+    )
+    stable_phononbench_v3_rate: float | None = Field(
+        description="stable by PhononBench v3's headline criterion (band path >= -0.1 THz) / submitted."
+    )
 
 
 class StabilityReport(BaseModel):

@@ -61,6 +61,7 @@ class ReportRow:
     relaxed: int  # stable or unstable: relaxation converged and phonons ran
     stable: int
     stable_phononbench: int
+    stable_phononbench_v3: int
 
 
 def _latest_screening():
@@ -226,7 +227,8 @@ def get_candidate_screening(session: Session, *, candidate_id: int) -> tuple[Scr
 
 
 def get_stability_report(session: Session, *, group_by: GroupBy, batch_id: int | None = None) -> list[ReportRow]:
-    """The PhononBench-style table: per group, submitted / screened / relaxed / stable."""
+    """The PhononBench-style table: per group, submitted / screened / relaxed / stable, and stable
+    by PhononBench's criteria (-1e-3 THz and v3's -0.1 THz; a v3 flag not known counts as not stable)."""
     gen = aliased(Generator)
     keys: dict[str, ColumnElement[Any]] = {
         "generator": func.coalesce(gen.name, literal("(none)")),
@@ -242,6 +244,7 @@ def get_stability_report(session: Session, *, group_by: GroupBy, batch_id: int |
             func.sum(case((Verdict.verdict.in_(("stable", "unstable")), 1), else_=0)),
             func.sum(case((Verdict.verdict == "stable", 1), else_=0)),
             func.sum(case((Verdict.stable_phononbench.is_(True), 1), else_=0)),
+            func.sum(case((Verdict.stable_phononbench_v3.is_(True), 1), else_=0)),
         )
         .select_from(Candidate)
         .outerjoin(gen, gen.id == Candidate.generator_id)
@@ -253,8 +256,8 @@ def get_stability_report(session: Session, *, group_by: GroupBy, batch_id: int |
     if batch_id is not None:
         stmt = stmt.where(Candidate.batch_id == batch_id)
     return [
-        ReportRow(str(g), int(n), int(s or 0), int(r or 0), int(st or 0), int(pb or 0))
-        for g, n, s, r, st, pb in session.execute(stmt).all()
+        ReportRow(str(g), int(n), int(s or 0), int(r or 0), int(st or 0), int(pb or 0), int(pb3 or 0))
+        for g, n, s, r, st, pb, pb3 in session.execute(stmt).all()
     ]
 
 

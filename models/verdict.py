@@ -19,7 +19,10 @@ class Verdict(TimestampMixin, Base):
     candidate_id: Mapped[int] = mapped_column(ForeignKey("candidates.id", ondelete="CASCADE"), index=True)
     verdict: Mapped[str] = mapped_column(String(16), index=True)
     reason: Mapped[str | None] = mapped_column(String(512))
-    stable_phononbench: Mapped[bool]
+    stable_phononbench: Mapped[bool]  # path only, every frequency >= -1e-3 THz (PhononBench's scripts)
+    # path only, >= -0.1 THz (PhononBench v3's headline); None only on a verdict stored before it
+    # existed whose stored frequencies cannot decide it (migration 0006)
+    stable_phononbench_v3: Mapped[bool | None]
     min_frequency_thz: Mapped[float | None] = mapped_column(index=True)
     worst_qpoint: Mapped[list[float] | None] = mapped_column(JSON)  # reduced coordinates
     worst_branch: Mapped[int | None]

@@ -57,3 +57,18 @@ def test_layout_section_matches_the_tree() -> None:
     }
     missing = sorted(str(p.relative_to(ROOT)) for p in packages - listed if p.parent != ROOT / "migrations")
     assert not missing, f"packages missing from the README's layout: {missing}"
+
+
+def test_phononbench_figures_follow_its_v3() -> None:
+    """PhononBench v3 (June 2026): 133,838 structures, 32.15 % stable at -0.1 THz; both thresholds said."""
+    intro = README.split("\n## ", 1)[0]
+    assert all(figure in intro for figure in ("133,838", "32.15 %", "45.05 %", "−0.1 THz", "−1e−3 THz"))
+    assert "108,843" not in README  # the first version's count
+
+
+def test_summary_sample_is_what_the_cli_prints() -> None:
+    """The sample of summary.txt has the columns `format_summary` writes, both PhononBench rates included."""
+    from workers.screening.report.summary import format_summary, summarize_results
+
+    head, rule = format_summary(summarize_results([])).splitlines()[:2]
+    assert f"\n{head}\n{rule}\n" in README

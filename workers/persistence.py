@@ -35,6 +35,7 @@ def get_verdict_values(result: ScreeningResult, *, store: ArtifactStore, screeni
         "verdict": result.verdict,
         "reason": (result.reason or None) and result.reason[:512],
         "stable_phononbench": bool(result.stable_phononbench),
+        "stable_phononbench_v3": bool(result.stable_phononbench_v3),
         "min_frequency_thz": _finite(result.min_frequency_thz),
         "worst_qpoint": [float(x) for x in mode.qpoint] if mode else None,
         "worst_branch": int(mode.branch) if mode else None,

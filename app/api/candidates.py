@@ -168,6 +168,7 @@ def get_verdict_out(verdict: Verdict) -> VerdictOut:
         verdict=verdict.verdict,
         reason=verdict.reason,
         stable_phononbench=verdict.stable_phononbench,
+        stable_phononbench_v3=verdict.stable_phononbench_v3,
         min_frequency_thz=verdict.min_frequency_thz,
         worst_mode=WorstMode(
             frequency_thz=verdict.min_frequency_thz,

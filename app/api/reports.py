@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 
 from app.api.deps import SessionDep
 from app.schemas import ID_MAX, ReportRow, StabilityReport
+from models.queries import ReportRow as StabilityCounts
 from models.queries import get_stability_report
 from workers.screening.report.summary import stability_rates
 
@@ -21,29 +22,22 @@ def read_stability(
     batch_id: Annotated[int | None, Query(ge=1, le=ID_MAX)] = None,
 ) -> StabilityReport:
     """Per group: submitted, screened, relaxed, stable, and the stability rates (stable/all,
-    stable/relaxed, PhononBench/all: the definitions the CLI's summary uses)."""
-    rows = [
-        _row(r.group, r.submitted, r.screened, r.relaxed, r.stable, r.stable_phononbench)
-        for r in get_stability_report(session, group_by=group_by, batch_id=batch_id)
-    ]
-    total = _row(
-        "all",
-        *(
-            sum(getattr(r, f) for r in rows)
-            for f in ("submitted", "screened", "relaxed", "stable", "stable_phononbench")
-        ),
-    )
-    return StabilityReport(group_by=group_by, rows=rows, total=total)
+    stable/relaxed, PhononBench/all at -1e-3 THz and at v3's -0.1 THz: the definitions the CLI's
+    summary uses)."""
+    rows = [_row(r) for r in get_stability_report(session, group_by=group_by, batch_id=batch_id)]
+    counts = {f: sum(getattr(r, f) for r in rows) for f in _COUNTS}
+    return StabilityReport(group_by=group_by, rows=rows, total=_row(StabilityCounts(group="all", **counts)))
 
 
-def _row(group: str, submitted: int, screened: int, relaxed: int, stable: int, stable_pb: int) -> ReportRow:
-    rates = stability_rates(n=submitted, n_relaxed=relaxed, n_stable=stable, n_stable_phononbench=stable_pb)
-    return ReportRow(
-        group=group,
-        submitted=submitted,
-        screened=screened,
-        relaxed=relaxed,
-        stable=stable,
-        stable_phononbench=stable_pb,
-        **rates.as_dict(),
+_COUNTS = ("submitted", "screened", "relaxed", "stable", "stable_phononbench", "stable_phononbench_v3")
+
+
+def _row(counts: StabilityCounts) -> ReportRow:
+    rates = stability_rates(
+        n=counts.submitted,
+        n_relaxed=counts.relaxed,
+        n_stable=counts.stable,
+        n_stable_phononbench=counts.stable_phononbench,
+        n_stable_phononbench_v3=counts.stable_phononbench_v3,
     )
+    return ReportRow(group=counts.group, **{f: getattr(counts, f) for f in _COUNTS}, **rates.as_dict())

@@ -12,12 +12,13 @@ import click
 
 if TYPE_CHECKING:
     from app.outputs import OutputFolder
-    from workers.screening.parallel import Layout, PotentialSpec
+    from workers.screening.parallel import Layout, OpinionSpecs, PotentialSpec
     from workers.screening.potentials import LoadedPotential
     from workers.screening.protocols import ProtocolSettings
     from workers.screening.types import ScreeningResult, StructureRecord
 
 from app.config import Settings
+from workers.screening.opinions import DEFAULT_PRESCREEN_MARGIN_THZ
 from workers.screening.potentials import COMPILE_MODES, POTENTIAL_NAMES  # light: torch loads only with a model
 from workers.screening.protocols import PROTOCOLS
 
@@ -36,19 +37,21 @@ folder are skipped). Each structure gets a stable name: `file.zip:gen_12.cif`, `
 \b
 Written to --out:
   results.jsonl      one JSON object per structure, appended as each finishes (crash-safe)
-  results.csv        one row per structure: name, verdict, reason, stable_phononbench, formula,
-                     space groups, worst mode (THz, q-point, branch), relax steps/force, energy,
-                     supercell, timings, potential, protocol, warnings
+  results.csv        one row per structure: name, verdict, reason, stable_phononbench (-1e-3 THz),
+                     stable_phononbench_v3 (-0.1 THz), formula, space groups, worst mode (THz,
+                     q-point, branch), relax steps/force, energy, supercell, timings, potential,
+                     protocol, warnings
   structures/NAME/   per structure: relaxed.cif, band_structure.png (band structure + DOS,
                      imaginary modes below 0, shaded), bands.json (the data behind the plot),
                      phonopy_params.yaml.xz (with --keep-force-constants)
-  summary.json/.txt  counts and stability rates (stable/all, stable/relaxed), overall, by crystal
-                     system and by space group
+  summary.json/.txt  counts and stability rates (stable/all, stable/relaxed, PhononBench at -1e-3
+                     and -0.1 THz), overall, by crystal system and by space group
 
 \b
-Verdicts: stable, unstable (reason optical/acoustic/elastic), relax_failed, failed (with the
-reason, e.g. an input error code). Re-running with the same --out, protocol and potential skips
-structures already done; another protocol or potential screens them again. Exit status is 0
+Verdicts: stable, unstable (reason optical/acoustic/elastic/unconfirmed_incommensurate),
+relax_failed, failed (with the reason, e.g. an input error code). Re-running with the same --out,
+protocol and potential skips structures already done; another protocol or potential, or changed
+protocol settings (their hash), screens them again. Exit status is 0
 whatever the verdicts; it is nonzero only for usage errors and an unavailable potential.
 """
 
@@ -73,8 +76,8 @@ def _default(field: str) -> str:
     type=click.Choice(POTENTIAL_NAMES),
     default=None,
     help="Interatomic potential. auto = mattersim-v1.0.0-5m when its weights are on this machine, "
-    "else sevennet-0 (with a warning stored on every verdict). A named MatterSim potential "
-    "whose weights are missing stops with a message saying how to get them. "
+    "else sevennet-l3i5 (with a warning stored on every verdict); sevennet-0 is the fast choice. A named "
+    "MatterSim potential whose weights are missing stops with a message saying how to get them. "
     f"[PHONONSCREEN_POTENTIAL, else {_default('potential')}]",
 )
 @click.option(
@@ -139,6 +142,31 @@ def _default(field: str) -> str:
     f"[PHONONSCREEN_COMPILE, else {_default('compile')}]",
 )
 @click.option(
+    "--prescreen",
+    type=click.Choice([n for n in POTENTIAL_NAMES if n != "auto"]),
+    default=None,
+    metavar="POTENTIAL",
+    help="A cheap potential screens first: what it finds unstable, its worst mode below -MARGIN, is settled "
+    "there (recorded as settled_by_prescreen); everything else is screened by --potential.",
+)
+@click.option(
+    "--prescreen-margin",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_PRESCREEN_MARGIN_THZ,
+    show_default=True,
+    metavar="THZ",
+    help="How deep below 0 THz a prescreen instability must be to be settled without the main potential "
+    '(provisional default, not yet measured: see README, "Prescreen and second opinion").',
+)
+@click.option(
+    "--second-opinion",
+    type=click.Choice([n for n in POTENTIAL_NAMES if n != "auto"]),
+    default=None,
+    metavar="POTENTIAL",
+    help="After each verdict another potential screens the relaxed structure; both verdicts are kept, with "
+    "whether they agree (the summary counts 'stable by both' and lists disagreements).",
+)
+@click.option(
     "--keep-force-constants",
     is_flag=True,
     help="Also write structures/NAME/phonopy_params.yaml.xz (structure, displacements, forces and "
@@ -156,6 +184,9 @@ def screen(
     generator: str | None,
     jobs: int | None,
     compile_mode: str | None,
+    prescreen: str | None,
+    prescreen_margin: float,
+    second_opinion: str | None,
     keep_force_constants: bool,
 ) -> None:
     """Screen crystal structures in PATH... for dynamical stability.
@@ -171,7 +202,8 @@ def screen(
     potential = potential or settings.potential
     # Heavy imports (torch, phonopy, pymatgen) only once we know the command runs: --help stays fast.
     from app.outputs import OutputFolder
-    from workers.screening.parallel import PotentialSpec
+    from workers.screening.opinions import run_label
+    from workers.screening.parallel import OpinionSpecs, PotentialSpec
     from workers.screening.potentials import PotentialUnavailableError, load_potential, resolve_device
     from workers.screening.protocols import get_protocol
     from workers.screening.report.summary import format_summary
@@ -197,7 +229,9 @@ def screen(
     )
     if not records:
         raise click.UsageError("no structure files found in " + ", ".join(map(str, paths)))
-    key_of = lambda name: (name, settings_hash, loaded.info.name)  # noqa: E731
+    # a run with other opinions is another run: its rows are not those of a plain one
+    label = run_label(loaded.info.name, prescreen=prescreen, second_opinion=second_opinion)
+    key_of = lambda name: (name, settings_hash, label)  # noqa: E731
     done = out.done_keys()
     todo = [r for r in records if key_of(r.name) not in done]
     n_skipped = len(records) - len(todo)
@@ -227,11 +261,16 @@ def screen(
         name=potential, device=dev, checkpoint=str(potential_checkpoint) if potential_checkpoint else None,
         compile="on" if compile_now else "off", compile_cache=settings.compile_cache,
     )  # fmt: skip
+    opinions = OpinionSpecs(
+        prescreen=PotentialSpec(name=prescreen, device=dev) if prescreen else None,
+        prescreen_margin_thz=prescreen_margin,
+        second_opinion=PotentialSpec(name=second_opinion, device=dev) if second_opinion else None,
+    )
     wanted = {key_of(r.name) for r in records}
     try:
         n_stable = _run(
             todo, out=out, protocol=protocol_settings, potential=spec, layout=layout, generator=generator,
-            keep_fc=keep_force_constants,
+            keep_fc=keep_force_constants, opinions=opinions, run=label,
         )  # fmt: skip
     except KeyboardInterrupt:
         out.write_tables(keys=wanted)  # results.jsonl already has every finished structure
@@ -286,7 +325,7 @@ def _compile_choice(
         compile_cache=compile_cache,
         threads=layout.threads_per_process,  # the graph is keyed by the thread count it runs with
     )
-    return compile_pays(work_atoms=per_process, graph_saved=saved)
+    return compile_pays(loaded.info.name, work_atoms=per_process, graph_saved=saved)
 
 
 def _run(
@@ -298,6 +337,8 @@ def _run(
     layout: Layout,
     generator: str | None,
     keep_fc: bool,
+    opinions: OpinionSpecs,
+    run: str,
 ) -> int:
     """The whole list to the pipeline (in this process or `layout.processes`); each result is
     written and counted here as it finishes, so the bar and results.jsonl advance per structure."""
@@ -311,7 +352,7 @@ def _run(
 
     def finished(result: ScreeningResult) -> None:
         counts["stable"] += result.verdict == "stable"
-        out.write_result(result, source=sources[result.name], generator=generator)
+        out.write_result(result, source=sources[result.name], generator=generator, run=run)
         bar.update(1)
         bar.set_postfix_str(f"{_short(result.name)}: {result.verdict} | stable {counts['stable']}")
         if result.verdict == "failed":
@@ -332,6 +373,7 @@ def _run(
                 layout=layout,
                 progress=finished,
                 keep_force_constants=keep_fc,
+                opinions=opinions,
             )
     finally:
         bar.close()

@@ -99,6 +99,7 @@ def _row(
     system="cubic",
     sg=225,
     pb=None,
+    pb3=None,
     relaxed=True,
     reason=None,
     warn=(),
@@ -111,6 +112,7 @@ def _row(
         "verdict": verdict,
         "reason": reason,
         "stable_phononbench": (verdict == "stable") if pb is None else pb,
+        "stable_phononbench_v3": (verdict == "stable") if pb3 is None else pb3,
         "crystal_system": system,
         "spacegroup_number": sg,
         "relax": None if relaxed is None else {"converged": relaxed, "spacegroup_after": f"X ({sg})"},
@@ -123,10 +125,10 @@ def _row(
 def test_summary_counts_and_rates() -> None:
     rows = [
         _row("stable", warn=["supercell capped: 412 atoms"]),
-        _row("stable", pb=False, system="hexagonal", sg=186),
+        _row("stable", pb=False, system="hexagonal", sg=186),  # a -0.05 THz dip on its path
         _row("stable", system="hexagonal", sg=186, generator="mattergen"),
         _row("unstable", reason="optical", sg=221),
-        _row("unstable", reason="acoustic", system="hexagonal", sg=186, pb=False),
+        _row("unstable", reason="acoustic", system="hexagonal", sg=186, pb=False, pb3=True),
         _row("relax_failed", relaxed=False, reason="not converged: fmax 0.2", system="triclinic", sg=1),
         _row("failed", relaxed=None, reason="parse_error: bad", system=None, sg=None),
         _row(
@@ -146,6 +148,8 @@ def test_summary_counts_and_rates() -> None:
     assert s["stable_rate_relaxed"] == pytest.approx(3 / 5)
     assert s["stable_phononbench"] == 2
     assert s["stable_phononbench_rate"] == pytest.approx(2 / 8)
+    assert s["stable_phononbench_v3"] == 4  # the -0.1 THz threshold of PhononBench v3
+    assert s["stable_phononbench_v3_rate"] == pytest.approx(4 / 8)
     assert s["unstable_reasons"] == {"optical": 1, "acoustic": 1}
     assert s["failure_reasons"] == {"not converged": 1, "parse_error": 1, "overlapping_atoms": 1}
     assert list(s["by_crystal_system"]) == ["triclinic", "hexagonal", "cubic", "unknown"]
@@ -153,6 +157,7 @@ def test_summary_counts_and_rates() -> None:
     assert hexa["n"] == 3 and hexa["counts"]["stable"] == 2
     assert hexa["stable_rate"] == pytest.approx(2 / 3)
     assert hexa["stable_phononbench_rate"] == pytest.approx(1 / 3)
+    assert hexa["stable_phononbench_v3_rate"] == pytest.approx(3 / 3)
     assert s["by_crystal_system"]["triclinic"]["stable_rate_relaxed"] is None
     assert list(s["by_spacegroup"]) == ["1", "186", "221", "225", "unknown"]
     assert s["by_spacegroup"]["186"]["symbol"] == "X"
@@ -161,6 +166,9 @@ def test_summary_counts_and_rates() -> None:
     assert s["warnings"] == {"supercell capped": 2}
     text = format_summary(s)
     assert "37.5 %" in text and "60.0 %" in text and "hexagonal" in text and "186 X" in text
+    head, _, overall = text.splitlines()[:3]
+    assert head.endswith("PB -1e-3 PB v3 -0.1")
+    assert overall.split()[-4:] == ["25.0", "%", "50.0", "%"]  # both PhononBench rates, side by side
     json.dumps(s)  # summary.json must be plain JSON
 
 
@@ -193,6 +201,7 @@ def _result(name: str, *, protocol=DEFAULT, potential="sevennet-0", bands=None) 
         verdict="stable",
         reason=None,
         stable_phononbench=True,
+        stable_phononbench_v3=True,
         formula="Si2",
         n_sites=2,
         crystal_system="cubic",
@@ -242,7 +251,8 @@ def test_output_folder_skip_logic(tmp_path: Path, nacl_bands: BandData) -> None:
     summary = out.write_tables()
     assert summary["n"] == 3
     csv_lines = (out.root / "results.csv").read_text().splitlines()
-    assert csv_lines[0].startswith("name,verdict,reason,")
+    assert csv_lines[0].startswith("name,verdict,reason,stable_phononbench,stable_phononbench_v3,")
+    assert csv_lines[1].startswith("a.zip:tmp/gen_1.cif,stable,,True,True,")
     assert len(csv_lines) == 4
     assert (out.root / "summary.txt").read_text().startswith("overall")
     assert json.loads((out.root / "summary.json").read_text())["counts"]["stable"] == 3

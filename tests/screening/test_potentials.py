@@ -148,16 +148,16 @@ def test_mattersim_stress_is_ase_convention(offline_home: Path, random_ckpt: Pat
 def test_auto_without_mattersim_falls_back_to_sevennet_with_warning(offline_home: Path) -> None:
     with pytest.warns(PotentialFallbackWarning, match="--potential-checkpoint"):
         pot = load_potential("auto", device="cpu")
-    assert pot.info.name == "sevennet-0"
+    assert pot.info.name == "sevennet-l3i5"
     assert pot.info.requested == "auto"
     assert pot.info.warning is not None and "MatterSim" in pot.info.warning
-    assert "sevennet-0" in pot.info.warning
+    assert "sevennet-l3i5" in pot.info.warning
     with warnings.catch_warnings():
         warnings.simplefilter("error", PotentialFallbackWarning)  # once per process, not per call
         assert load_potential("auto", device="cpu") is pot
     # The explicit name shares the model but carries no warning.
-    explicit = load_potential("sevennet-0", device="cpu")
-    assert explicit.info.warning is None and explicit.info.requested == "sevennet-0"
+    explicit = load_potential("sevennet-l3i5", device="cpu")
+    assert explicit.info.warning is None and explicit.info.requested == "sevennet-l3i5"
     assert explicit.info.checkpoint_sha256 == pot.info.checkpoint_sha256
 
 
@@ -240,7 +240,7 @@ def test_screen_one_structure_with_random_mattersim(offline_home: Path, random_c
     )  # fmt: skip
     record = StructureRecord(name="si.cif", source="si.cif", index=0, structure=silicon)
     # Random weights: keep the relax short and skip the larger confirmation supercell.
-    protocol = get_protocol("default", relax_steps_per_cycle=50, relax_max_cycles=1, confirm_weak_incommensurate=False)
+    protocol = get_protocol("default", relax_steps_per_cycle=50, relax_max_cycles=1, confirm_incommensurate=False)
     pot = load_potential("mattersim-v1.0.0-5m", device="cpu", checkpoint=random_ckpt)
 
     seen: list[ScreeningResult] = []

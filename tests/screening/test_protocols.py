@@ -19,7 +19,7 @@ def test_phononbench_settings_are_the_published_ones():
     assert p.relax_abort_force_ev_per_angstrom == 1e4
     assert p.relax_fail_fmax_ev_per_angstrom == 0.005
     assert p.supercell == "fixed" and p.supercell_diagonal == (2, 2, 2)
-    assert p.confirm_weak_incommensurate is False
+    assert p.confirm_incommensurate is False  # the paper re-checks nothing
     assert p.displacement_angstrom == 0.01
     assert p.displacement_is_diagonal is False
     assert p.subtract_force_drift is True
@@ -28,18 +28,20 @@ def test_phononbench_settings_are_the_published_ones():
     assert p.imaginary_tol_thz == 1e-3
     assert p.acoustic_tol_thz == 0.0
     assert p.phononbench_tol_thz == 1e-3
+    assert p.phononbench_v3_tol_thz == 0.1  # PhononBench v3's headline threshold, stored beside
 
 
 def test_default_settings_follow_the_protocol():
     p = DEFAULT
     assert p.use_primitive and p.supercell == "cubic"
     assert p.supercell_min_width_angstrom == 10.0 and p.supercell_max_atoms == 400
-    assert p.confirm_weak_incommensurate and p.confirm_threshold_thz == -0.5
+    assert p.confirm_incommensurate and not hasattr(p, "confirm_threshold_thz")  # any depth is re-checked
     assert p.confirm_min_width_angstrom == 15.0 and p.confirm_max_atoms == 600
     assert p.relax_fail_fmax_ev_per_angstrom == 0.005
     assert p.check_mesh and p.mesh_spacing_inv_angstrom == 0.1 and p.mesh_min == 8
     assert p.check_commensurate and p.elastic_tensor and p.elastic_strain == 0.005
     assert (p.imaginary_tol_thz, p.acoustic_tol_thz, p.acoustic_q_radius_inv_angstrom) == (0.05, 0.5, 0.1)
+    assert (p.phononbench_tol_thz, p.phononbench_v3_tol_thz) == (1e-3, 0.1)
 
 
 def test_phonopy_default_primitive_matrix_is_not_relied_on(shared_data):

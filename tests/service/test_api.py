@@ -93,6 +93,32 @@ def test_json_upload_and_candidate_filters(client, db_session):
     )
 
 
+def test_reports_and_verdicts_show_both_phononbench_criteria(client, db_session):
+    """-1e-3 THz (PhononBench's scripts) and -0.1 THz (its v3 headline), side by side."""
+    from models.crud import claim_screenings, save_verdict
+    from tests.service.test_models import _verdict
+
+    structures = [{"name": n, "cif": c} for n, c in (("si", si_cif()), ("al", al_cif()), ("nacl", nacl_cif()))]
+    response = client.post("/api/v1/batches", json={"generator": "v3", "structures": structures})
+    assert response.status_code == 202, response.text
+    ids = [s["candidate_id"] for s in response.json()["structures"]]
+    screenings = [db_session.scalar(select(Screening.id).where(Screening.candidate_id == i)) for i in ids]
+    claim_screenings(db_session, ids=screenings, worker="w", task_id="t")
+    flags = [("stable", True, True), ("unstable", False, True), ("unstable", False, False)]  # -0.05, -0.3 THz
+    for screening_id, (verdict, pb, pb3) in zip(screenings, flags, strict=True):
+        values = _verdict(verdict) | {"stable_phononbench": pb, "stable_phononbench_v3": pb3}
+        assert save_verdict(db_session, screening_id=screening_id, values=values)
+
+    report = client.get("/api/v1/reports/stability", params={"group_by": "generator"}).json()
+    row = next(r for r in report["rows"] if r["group"] == "v3")
+    assert (row["stable"], row["stable_phononbench"], row["stable_phononbench_v3"]) == (1, 1, 2)
+    assert row["stable_phononbench_rate"] == pytest.approx(1 / 3)
+    assert row["stable_phononbench_v3_rate"] == pytest.approx(2 / 3)
+    assert report["total"]["stable_phononbench_v3"] >= 2
+    verdict = client.get(f"/api/v1/candidates/{ids[1]}").json()["verdict"]
+    assert (verdict["stable_phononbench"], verdict["stable_phononbench_v3"]) == (False, True)
+
+
 def test_mixed_upload_is_202_and_lists_the_rejected(client, db_session):
     bad = "data_broken\n_cell_length_a 3\nnot a cif at all\n"
     response = _upload(client, [("si.cif", si_cif()), ("broken.cif", bad)])

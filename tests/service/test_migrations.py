@@ -47,6 +47,64 @@ def test_sqlite_upgrade_from_empty_and_round_trip(tmp_path):
     _round_trip(f"sqlite:///{tmp_path / 'sub' / 'db.sqlite'}")
 
 
+def _phonons(path_min_thz: float, n_qpoints: int = 500) -> dict:
+    return {"phonons": {"worst_path_frequency_thz": path_min_thz, "n_qpoints_checked": n_qpoints}}
+
+
+# (verdict, stable_phononbench, min_frequency_thz, result) -> stable_phononbench_v3 after 0006
+BACKFILL_CASES = [
+    (("stable", True, -0.01, {}), True),  # stable at -1e-3 THz: at -0.1 too
+    (("unstable", False, -0.3, _phonons(-0.05)), True),  # off the path it is -0.3; on it -0.05
+    (("unstable", False, -0.3, _phonons(-0.3)), False),
+    (("relax_failed", False, None, {}), False),  # no phonons: not stable, as PhononBench counts it
+    (("unstable", False, -0.5, _phonons(-0.5, n_qpoints=1)), False),  # the Γ check alone, below -0.1
+    (("unstable", False, -0.07, _phonons(-0.07, n_qpoints=1)), None),  # Γ alone, above: path unknown
+    (("unstable", False, -0.02, {}), True),  # no path minimum stored: the zone's bounds it
+    (("unstable", False, -0.5, {}), None),
+]
+
+
+def _backfill_round(url: str) -> list[bool | None]:
+    """Verdicts stored at head, the column dropped (down to 0005) and backfilled again (up to 0006)."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from models import Verdict
+    from models.crud import claim_screenings, save_verdict
+    from tests.service.test_models import _batch, _verdict
+
+    upgrade_database(url)
+    engine = create_db_engine(url)
+    try:
+        with Session(engine) as session:
+            _, ids = _batch(session, n=len(BACKFILL_CASES))
+            claim_screenings(session, ids=ids, worker="w", task_id="t")
+            for screening_id, ((verdict, pb, min_thz, result), _) in zip(ids, BACKFILL_CASES, strict=True):
+                values = _verdict(verdict) | {"stable_phononbench": pb, "min_frequency_thz": min_thz, "result": result}
+                assert save_verdict(session, screening_id=screening_id, values=values)
+            session.commit()
+        downgrade_database(url, revision="0005")
+        upgrade_database(url, revision="0006")
+        with Session(engine) as session:
+            rows = session.execute(select(Verdict.screening_id, Verdict.stable_phononbench_v3)).all()
+            return [v3 for _, v3 in sorted(rows)]
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_backfills_the_v3_criterion(tmp_path):
+    assert _backfill_round(f"sqlite:///{tmp_path / 'db.sqlite'}") == [want for _, want in BACKFILL_CASES]
+
+
+@pytest.mark.service
+def test_postgres_backfills_the_v3_criterion():
+    url = create_database()
+    try:
+        assert _backfill_round(url) == [want for _, want in BACKFILL_CASES]
+    finally:
+        drop_database(url)
+
+
 def test_db_upgrade_command_works_from_any_directory(tmp_path, monkeypatch):
     from click.testing import CliRunner
 

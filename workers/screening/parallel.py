@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from workers.screening.opinions import DEFAULT_PRESCREEN_MARGIN_THZ, Opinions
 from workers.screening.protocols import ProtocolSettings
 from workers.screening.types import ScreeningResult, StructureRecord
 
@@ -53,6 +54,22 @@ class PotentialSpec:
     compile_cache: Path | None = None  # where compiled graphs are kept between processes
 
 
+@dataclass(frozen=True, kw_only=True)
+class OpinionSpecs:
+    """The other potentials of a run, as each process loads them (workers.screening.opinions)."""
+
+    prescreen: PotentialSpec | None = None
+    prescreen_margin_thz: float = DEFAULT_PRESCREEN_MARGIN_THZ
+    second_opinion: PotentialSpec | None = None
+
+    def load(self) -> Opinions:
+        return Opinions(
+            prescreen=_load(self.prescreen) if self.prescreen else None,
+            prescreen_margin_thz=self.prescreen_margin_thz,
+            second_opinion=_load(self.second_opinion) if self.second_opinion else None,
+        )
+
+
 def screen_parallel(
     items: Sequence[StructureRecord],
     *,
@@ -62,6 +79,7 @@ def screen_parallel(
     progress: Callable[[ScreeningResult], None] | None = None,
     keep_force_constants: bool = False,
     stage_log: Path | None = None,
+    opinions: OpinionSpecs | None = None,
 ) -> list[ScreeningResult]:
     """`pipeline.screen_structures` over the whole list, in `layout.processes` processes.
 
@@ -69,8 +87,10 @@ def screen_parallel(
     process, so in-run dedup and batched relaxation see all of it. Several: duplicates are found
     first (the same rule), each process loads the potential once and screens one structure per
     task, longest first, so a slow structure never holds up the others. Results come back in the
-    order of `items`; `progress` is called in this process as each one finishes.
+    order of `items`; `progress` is called in this process as each one finishes. `opinions`: the
+    prescreen and second-opinion potentials, loaded by each process beside the main one.
     """
+    opinions = opinions or OpinionSpecs()
     from workers.screening.pipeline import as_duplicate, find_duplicates, screen_structures
 
     duplicates = find_duplicates(items, protocol=protocol)
@@ -80,6 +100,7 @@ def screen_parallel(
         return screen_structures(
             items, protocol=protocol, potential=_load(potential), progress=progress,
             keep_force_constants=keep_force_constants, stage_log=stage_log, duplicates=duplicates,
+            opinions=opinions.load(),
         )  # fmt: skip
 
     # Longest first: a big low-symmetry cell started last would leave the other workers idle
@@ -97,7 +118,7 @@ def screen_parallel(
         max_workers=min(layout.processes, max(1, len(originals))),
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_init_worker,
-        initargs=(potential, layout.threads_per_process),
+        initargs=(potential, layout.threads_per_process, opinions),
     ) as pool:
         futures = {pool.submit(_screen_one, items[i], protocol, keep_force_constants, stage_log): i for i in originals}
         for future in as_completed(futures):
@@ -134,6 +155,7 @@ def expected_cost(item: StructureRecord, protocol: ProtocolSettings) -> float:
 
 
 _POTENTIAL: LoadedPotential | None = None
+_OPINIONS: Opinions | None = None
 
 
 def _limit_threads(threads: int) -> None:
@@ -154,10 +176,11 @@ def _load(spec: PotentialSpec) -> LoadedPotential:
     )  # fmt: skip
 
 
-def _init_worker(potential: PotentialSpec, threads: int) -> None:
-    global _POTENTIAL
+def _init_worker(potential: PotentialSpec, threads: int, opinions: OpinionSpecs) -> None:
+    global _POTENTIAL, _OPINIONS
     _limit_threads(threads)
     _POTENTIAL = _load(potential)
+    _OPINIONS = opinions.load()
 
 
 def _screen_one(
@@ -168,6 +191,6 @@ def _screen_one(
     assert _POTENTIAL is not None, "worker process not initialised"
     (result,) = screen_structures(
         [item], protocol=protocol, potential=_POTENTIAL, keep_force_constants=keep_force_constants,
-        stage_log=stage_log,
+        stage_log=stage_log, opinions=_OPINIONS,
     )  # fmt: skip
     return result

@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from workers.screening.opinions import Opinions, opinion_of, second_opinion_start, settles, with_prescreen, with_second
 from workers.screening.physics import cells, elastic, gamma, phonons, verdict
 from workers.screening.physics.relax import RelaxOutcome, relax_structure
 from workers.screening.physics.supercells import (
     SupercellRun,
     choose_matrix,
+    confirm_incommensurate,
     get_bands_and_thermal,
-    needs_confirmation,
     run_supercell,
 )
 from workers.screening.potentials import multi_cell as batching
@@ -49,6 +50,7 @@ def screen_structures(
     keep_force_constants: bool = False,
     stage_log: Path | None = None,
     duplicates: Sequence[int | None] | None = None,
+    opinions: Opinions | None = None,
 ) -> list[ScreeningResult]:
     """Screen every record; one result per record, in order.
 
@@ -57,22 +59,26 @@ def screen_structures(
     reason, never an exception; records that failed ingest come back `failed` with the ingest
     error. `stage_log`: a folder where stage intervals are logged (timing.StageTimes).
     `duplicates`: `find_duplicates(items, protocol=protocol)` when the caller has it already.
+    `opinions`: a prescreen and/or a second opinion by other potentials (workers.screening.opinions).
     """
     results: list[ScreeningResult] = []
+    opinions = opinions or Opinions()
     if duplicates is None:
         duplicates = find_duplicates(items, protocol=protocol)
-    relaxed = _relax_in_batches(items, duplicates, protocol=protocol, potential=potential)
+    # with a prescreen, most relaxations by the main potential may never be needed: none ahead
+    relaxed = {} if opinions.prescreen else _relax_in_batches(items, duplicates, protocol=protocol, potential=potential)
     for i, (item, original) in enumerate(zip(items, duplicates, strict=True)):
         if original is not None:
             result = as_duplicate(results[original], name=item.name)
         elif item.structure is None or item.error is not None:
             result = failed_result(item.name, None, protocol, potential, reason=_ingest_reason(item), timings={})
         else:
-            result = screen_structure(
+            result = _screen_with_opinions(
                 item.structure,
                 name=item.name,
                 protocol=protocol,
                 potential=potential,
+                opinions=opinions,
                 relaxed=relaxed.get(i),
                 keep_force_constants=keep_force_constants,
                 stage_log=stage_log,
@@ -81,6 +87,42 @@ def screen_structures(
             progress(result)
         results.append(result)
     return results
+
+
+def _screen_with_opinions(
+    structure: Structure,
+    *,
+    name: str,
+    protocol: ProtocolSettings,
+    potential: LoadedPotential,
+    opinions: Opinions,
+    relaxed: Prerelaxed | None,
+    keep_force_constants: bool,
+    stage_log: Path | None,
+) -> ScreeningResult:
+    """The prescreen (which may settle it), the main potential, then the second opinion."""
+    first = None
+    if opinions.prescreen is not None:
+        first = screen_structure(structure, name=name, protocol=protocol, potential=opinions.prescreen)
+        if settles(first, margin_thz=opinions.prescreen_margin_thz):
+            return with_prescreen(first, main_potential=potential.info.name)
+    result = screen_structure(
+        structure,
+        name=name,
+        protocol=protocol,
+        potential=potential,
+        relaxed=relaxed,
+        keep_force_constants=keep_force_constants,
+        stage_log=stage_log,
+    )
+    if first is not None:
+        result = dataclasses.replace(result, prescreen=opinion_of(first))
+    if opinions.second_opinion is not None:
+        second = screen_structure(
+            second_opinion_start(result, structure), name=name, protocol=protocol, potential=opinions.second_opinion
+        )
+        result = with_second(result, second)
+    return result
 
 
 def find_duplicates(items: Sequence[StructureRecord], *, protocol: ProtocolSettings) -> list[int | None]:
@@ -235,7 +277,7 @@ def _screen(
     }
     if not relax.converged:
         return ScreeningResult(
-            verdict="relax_failed", reason=relax.reason, stable_phononbench=False,
+            verdict="relax_failed", reason=relax.reason, stable_phononbench=False, stable_phononbench_v3=False,
             crystal_system=_crystal_system(relax.spacegroup_before), spacegroup_number=None,
             worst_mode=None, min_frequency_thz=None, phonons=None, confirmation_of=None,
             elastic_tensor_gpa=None, born_stable=None, thermal=None, bands=None, **common,
@@ -271,26 +313,22 @@ def _screen(
 
     run = supercell_run(matrix, "")
     decision = verdict.decide(run.report, born=born)
-    first: PhononRun | None = None
-    if needs_confirmation(run.report, decision, protocol):
-        bigger, warn2 = choose_matrix(relaxed, protocol, confirm=True)
-        if warn2:
-            warnings.append(warn2)
-        if abs(np.linalg.det(bigger)) > abs(np.linalg.det(matrix)):
-            first = run.summary
-            run = supercell_run(bigger, "confirm_")
-            decision = verdict.decide(run.report, born=born)
+    run, decision, first = confirm_incommensurate(
+        relaxed, run, decision, protocol=protocol, born=born, run_supercell=supercell_run, warnings=warnings
+    )
     with timings.stage("post"):
         bands, thermal = get_bands_and_thermal(run.phonon, run.band, protocol)
         n_blind = phonons.count_symmetry_blind_displacements(run.phonon, settings=protocol)
     extra["n_displacements_symmetry_blind"] = n_blind
     sg_after = cells.get_spacegroup(relaxed, symprec=protocol.symprec)
     worst = run.report.worst
+    pb, pb_v3 = _phononbench_criteria(run.summary, protocol)
     timings.close()
     result = ScreeningResult(
         verdict=decision.verdict,
         reason=decision.reason,
-        stable_phononbench=run.report.worst_path_frequency_thz >= -protocol.phononbench_tol_thz,
+        stable_phononbench=pb,
+        stable_phononbench_v3=pb_v3,
         crystal_system=cells.crystal_system(sg_after[1]),
         spacegroup_number=sg_after[1],
         worst_mode=worst,
@@ -330,13 +368,23 @@ def _gamma_unstable(
         n_qpoints_checked=1,
     )
     sg_after = cells.get_spacegroup(relaxed, symprec=protocol.symprec)
+    pb, pb_v3 = _phononbench_criteria(run, protocol)
     timings.close()
     return ScreeningResult(
-        verdict="unstable", reason="optical", stable_phononbench=False,
+        verdict="unstable", reason="optical", stable_phononbench=pb, stable_phononbench_v3=pb_v3,
         crystal_system=cells.crystal_system(sg_after[1]), spacegroup_number=sg_after[1],
         worst_mode=mode, min_frequency_thz=mode.frequency_thz, phonons=run, confirmation_of=None,
         elastic_tensor_gpa=None, born_stable=None, thermal=None, bands=None, **common,
     )  # fmt: skip
+
+
+def _phononbench_criteria(run: PhononRun, protocol: ProtocolSettings) -> tuple[bool, bool]:
+    """(stable_phononbench, stable_phononbench_v3) of a result, from the run's band-path minimum."""
+    path = run.worst_path_frequency_thz
+    return (
+        verdict.stable_by_phononbench(path, tol_thz=protocol.phononbench_tol_thz),
+        verdict.stable_by_phononbench(path, tol_thz=protocol.phononbench_v3_tol_thz),
+    )
 
 
 def _cif(atoms: Atoms) -> str:

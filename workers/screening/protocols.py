@@ -33,8 +33,12 @@ class ProtocolSettings:
     supercell_diagonal: tuple[int, int, int] = (2, 2, 2)  # when supercell == "fixed"
     supercell_min_width_angstrom: float = 10.0  # when supercell == "cubic"
     supercell_max_atoms: int = 400
-    confirm_weak_incommensurate: bool = False
-    confirm_threshold_thz: float = -0.5  # only modes softer than 0 but above this are re-checked
+    # An instability found only at incommensurate q-points (Γ and every commensurate point stable),
+    # where the force constants are interpolated, is re-checked once in a supercell of widths
+    # >= confirm_min_width_angstrom, whatever its depth (supercells.confirm_incommensurate). Until
+    # 2026-12 this was `confirm_weak_incommensurate` with `confirm_threshold_thz = -0.5`: only dips
+    # above -0.5 THz were re-checked (PROTOCOL.md says why depth is no guide).
+    confirm_incommensurate: bool = False
     confirm_min_width_angstrom: float = 15.0
     confirm_max_atoms: int = 600
     # Γ first: the Γ-point dynamical matrix from 3N small displacements of the unit cell alone.
@@ -66,7 +70,10 @@ class ProtocolSettings:
     imaginary_tol_thz: float = 1.0e-3  # stable iff every frequency >= -tol
     acoustic_tol_thz: float = 0.0  # acoustic modes near Γ may dip to -this when Born passes
     acoustic_q_radius_inv_angstrom: float = 0.1
+    # PhononBench's criteria, stored beside the verdict (band path only, every frequency >= -tol):
+    # its scripts' -1e-3 THz, and the -0.1 THz headline threshold of its v3 (June 2026)
     phononbench_tol_thz: float = 1.0e-3
+    phononbench_v3_tol_thz: float = 0.1
     # outputs
     dos_mesh_min: int = 8
     # Gaussian smearing of the phonon DOS (an output, never the verdict). phonopy's tetrahedron
@@ -79,7 +86,14 @@ class ProtocolSettings:
         return dataclasses.asdict(self)
 
     def settings_hash(self) -> str:
-        """sha256 of the canonical JSON of every setting, first 16 hex digits."""
+        """sha256 of the canonical JSON of every setting, first 16 hex digits.
+
+        Adding, renaming or removing a field changes the hash of every protocol, as a changed value
+        does. Verdicts stored before keep their settings and hash, so one can tell which rule decided
+        them; the CLI's skip-on-rerun key includes the hash, so a re-run screens those again; the
+        service's dedup matches screenings by protocol name and potential, not by hash (README,
+        "The protocols").
+        """
         blob = json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -105,7 +119,7 @@ PHONONBENCH = ProtocolSettings(
     dedup="exact",
     supercell="fixed",
     supercell_diagonal=(2, 2, 2),
-    confirm_weak_incommensurate=False,
+    confirm_incommensurate=False,
     displacement_angstrom=0.01,
     displacement_is_diagonal=False,
     subtract_force_drift=True,
@@ -117,6 +131,7 @@ PHONONBENCH = ProtocolSettings(
     imaginary_tol_thz=1.0e-3,
     acoustic_tol_thz=0.0,
     phononbench_tol_thz=1.0e-3,
+    phononbench_v3_tol_thz=0.1,
 )
 
 # What we recommend (PROTOCOL.md, `default`): same physics, fewer false alarms.
@@ -140,8 +155,7 @@ DEFAULT = ProtocolSettings(
     band_path="seekpath",
     supercell_min_width_angstrom=10.0,
     supercell_max_atoms=400,
-    confirm_weak_incommensurate=True,
-    confirm_threshold_thz=-0.5,
+    confirm_incommensurate=True,
     confirm_min_width_angstrom=15.0,
     confirm_max_atoms=600,
     displacement_angstrom=0.01,
@@ -158,6 +172,7 @@ DEFAULT = ProtocolSettings(
     acoustic_tol_thz=0.5,
     acoustic_q_radius_inv_angstrom=0.1,
     phononbench_tol_thz=1.0e-3,
+    phononbench_v3_tol_thz=0.1,
 )
 
 PROTOCOLS: dict[str, ProtocolSettings] = {p.name: p for p in (DEFAULT, PHONONBENCH)}

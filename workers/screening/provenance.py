@@ -57,6 +57,7 @@ def failed_result(
         verdict="failed",
         reason=reason,
         stable_phononbench=False,
+        stable_phononbench_v3=False,
         formula=structure.composition.reduced_formula if structure is not None else "",
         n_sites=len(structure) if structure is not None else 0,
         crystal_system=None,

@@ -12,8 +12,10 @@ if TYPE_CHECKING:
 Verdict = Literal["stable", "unstable", "relax_failed", "failed"]
 # every verdict, in the order tables show them (the one definition: CLI, API and reports use it)
 VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
-# why an `unstable` verdict was given (PROTOCOL.md's rule, in this order of precedence)
-UnstableReason = Literal["optical", "elastic", "acoustic"]
+# why an `unstable` verdict was given (PROTOCOL.md's rule, in this order of precedence);
+# `unconfirmed_incommensurate`: unstable only at incommensurate q-points, and the supercell cap kept
+# the larger-supercell check from running (physics.supercells.confirm_incommensurate)
+UnstableReason = Literal["optical", "elastic", "acoustic", "unconfirmed_incommensurate"]
 
 # Codes of per-structure input problems; each one is a 4xx at the API and a row in results.csv.
 IngestErrorCode = Literal[
@@ -154,13 +156,26 @@ class Provenance:
 
 
 @dataclass(frozen=True)
+class Opinion:
+    """Another potential's verdict on the same structure: the prescreen's, or the second opinion's."""
+
+    potential: str  # registry name of the potential that gave it
+    verdict: Verdict
+    reason: str | None
+    min_frequency_thz: float | None
+    stable_phononbench: bool
+    seconds: float
+
+
+@dataclass(frozen=True)
 class ScreeningResult:
     """The verdict on one structure and everything needed to trust it."""
 
     name: str
     verdict: Verdict
     reason: str | None  # unstable: optical/acoustic/elastic; relax_failed/failed: why
-    stable_phononbench: bool  # path only, every frequency >= -1e-3 THz (the paper's criterion)
+    stable_phononbench: bool  # path only, every frequency >= -1e-3 THz (the paper's scripts)
+    stable_phononbench_v3: bool  # path only, every frequency >= -0.1 THz (PhononBench v3's headline)
     formula: str
     n_sites: int
     crystal_system: str | None  # of the relaxed structure (or the input, if it never relaxed)
@@ -184,6 +199,12 @@ class ScreeningResult:
     # phonopy_params yaml (structure, displacements, forces, force constants), xz-compressed;
     # only when asked for (keep_force_constants), never part of as_dict
     phonopy_params_xz: bytes | None = field(default=None, repr=False)
+    # opinions of other potentials (workers.screening.opinions)
+    settled_by_prescreen: bool = False  # this is the prescreen's verdict: unstable beyond the margin
+    main_potential: str | None = None  # when settled by the prescreen: the potential it spared
+    prescreen: Opinion | None = None  # the prescreen's verdict, when the main potential decided
+    second_opinion: Opinion | None = None  # another potential's verdict, from the relaxed structure
+    agreement: bool | None = None  # same verdict from both; None without a second opinion or when one failed
 
     def as_dict(self, *, bulky: bool = True) -> dict[str, Any]:
         """Plain JSON-able dict; `bulky=False` drops band/DOS arrays and the relaxed CIF."""

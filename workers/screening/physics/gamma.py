@@ -53,5 +53,10 @@ def check_gamma(
 
 
 def gamma_says_unstable(check: GammaCheck, *, settings: ProtocolSettings) -> bool:
-    """An optical Γ mode below -(tolerance + margin): no supercell can make this stable."""
-    return check.min_optical_thz < -(settings.imaginary_tol_thz + settings.gamma_first_margin_thz)
+    """An optical Γ mode below -(tolerance + margin): no supercell can make this stable.
+
+    The tolerance is the loosest of those a result is decided by: the verdict's and PhononBench's
+    two (Γ is on every band path too), so the skipped supercell could not have changed any of them.
+    """
+    tol = max(settings.imaginary_tol_thz, settings.phononbench_tol_thz, settings.phononbench_v3_tol_thz)
+    return check.min_optical_thz < -(tol + settings.gamma_first_margin_thz)

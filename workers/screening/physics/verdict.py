@@ -102,9 +102,20 @@ def decide(report: ZoneReport, *, born: bool | None) -> Decision:
     return Decision("stable")
 
 
-def worst_violation(report: ZoneReport) -> Mode | None:
-    modes = report.optical + report.acoustic + report.acoustic_near_gamma
-    return min(modes, key=lambda m: m.frequency_thz) if modes else None
+def violations(report: ZoneReport, *, born: bool | None) -> list[Mode]:
+    """The modes `decide` holds against the structure, lowest first: every optical and acoustic
+    mode below tolerance, and the near-Γ acoustic dips unless the Born criterion excuses them."""
+    excused = born is True
+    return _lowest_first(report.optical + report.acoustic + ([] if excused else report.acoustic_near_gamma))
+
+
+def stable_by_phononbench(worst_path_frequency_thz: float, *, tol_thz: float) -> bool:
+    """PhononBench's criterion: every band-path frequency >= -`tol_thz` (THz).
+
+    Its scripts use 1e-3 THz (`ProtocolSettings.phononbench_tol_thz`), its v3 quotes 0.1 THz as the
+    headline (`phononbench_v3_tol_thz`); every result stores both, decided here.
+    """
+    return worst_path_frequency_thz >= -tol_thz
 
 
 def _mode(

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from workers.screening.opinions import summarize_opinions
 from workers.screening.types import VERDICTS
 
 _CRYSTAL_SYSTEMS = (
@@ -35,24 +36,29 @@ class StabilityRates:
 
     Fractions in [0, 1], None when the denominator is 0. `stable_rate` is stable over every
     structure counted (PhononBench's "25.8 % of all generated"), `stable_rate_relaxed` stable over
-    those whose relaxation converged, `stable_phononbench_rate` the paper's path-only criterion over
-    every structure counted.
+    those whose relaxation converged, `stable_phononbench_rate` and `stable_phononbench_v3_rate`
+    PhononBench's path-only criteria (-1e-3 THz, its scripts; -0.1 THz, its v3 headline) over every
+    structure counted.
     """
 
     stable_rate: float | None
     stable_rate_relaxed: float | None
     stable_phononbench_rate: float | None
+    stable_phononbench_v3_rate: float | None
 
     def as_dict(self) -> dict[str, float | None]:
         return asdict(self)
 
 
-def stability_rates(*, n: int, n_relaxed: int, n_stable: int, n_stable_phononbench: int) -> StabilityRates:
+def stability_rates(
+    *, n: int, n_relaxed: int, n_stable: int, n_stable_phononbench: int, n_stable_phononbench_v3: int
+) -> StabilityRates:
     """Rates of `n` structures of which `n_relaxed` relaxed and `n_stable` are stable (see StabilityRates)."""
     return StabilityRates(
         stable_rate=_rate(n_stable, n),
         stable_rate_relaxed=_rate(n_stable, n_relaxed),
         stable_phononbench_rate=_rate(n_stable_phononbench, n),
+        stable_phononbench_v3_rate=_rate(n_stable_phononbench_v3, n),
     )
 
 
@@ -66,12 +72,16 @@ def _group(rows: list[Mapping[str, Any]]) -> dict[str, Any]:
     n_relaxed = sum(_relaxed(r) for r in rows)
     stable = counts.get("stable", 0)
     pb = sum(bool(r.get("stable_phononbench")) for r in rows)
-    rates = stability_rates(n=n, n_relaxed=n_relaxed, n_stable=stable, n_stable_phononbench=pb)
+    pb3 = sum(bool(r.get("stable_phononbench_v3")) for r in rows)
+    rates = stability_rates(
+        n=n, n_relaxed=n_relaxed, n_stable=stable, n_stable_phononbench=pb, n_stable_phononbench_v3=pb3
+    )
     return {
         "n": n,
         "counts": {v: counts.get(v, 0) for v in VERDICTS},
         "n_relaxed": n_relaxed,
         "stable_phononbench": pb,
+        "stable_phononbench_v3": pb3,
         **rates.as_dict(),
     }
 
@@ -108,7 +118,8 @@ def _warning_key(text: str) -> str:
 def summarize_results(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """Verdict counts and stability rates of `ScreeningResult.as_dict(bulky=False)` rows.
 
-    Rates are `stability_rates` over all rows (stable/all, stable/relaxed, PhononBench/all). The
+    Rates are `stability_rates` over all rows (stable/all, stable/relaxed, PhononBench/all at
+    -1e-3 and at -0.1 THz). The
     same numbers are given by crystal system and by space-group number of
     the relaxed structure, by potential and by generator; warnings are counted by kind.
     """
@@ -141,6 +152,9 @@ def summarize_results(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
             if text != pot_warning:  # the pipeline repeats it per structure: count it once
                 warnings[_warning_key(str(text))] += 1
     summary["warnings"] = dict(warnings.most_common())
+    opinions = summarize_opinions(rows)
+    if opinions:
+        summary["opinions"] = opinions
     return summary
 
 
@@ -151,7 +165,7 @@ def _pct(value: float | None) -> str:
 def _table(title: str, groups: Mapping[str, Mapping[str, Any]], *, symbol: bool = False) -> list[str]:
     head = (
         f"{title:<22} {'n':>6} {'stable':>7} {'unstab':>7} {'relaxF':>7} {'failed':>7}"
-        f" {'stable/all':>11} {'stable/relaxed':>15} {'PhononBench':>12}"
+        f" {'stable/all':>11} {'stable/relaxed':>15} {'PB -1e-3':>9} {'PB v3 -0.1':>10}"
     )
     lines = [head, "-" * len(head)]
     for key, g in groups.items():
@@ -160,8 +174,30 @@ def _table(title: str, groups: Mapping[str, Mapping[str, Any]], *, symbol: bool 
         lines.append(
             f"{label[:22]:<22} {g['n']:>6} {c['stable']:>7} {c['unstable']:>7}"
             f" {c['relax_failed']:>7} {c['failed']:>7} {_pct(g['stable_rate']):>11}"
-            f" {_pct(g['stable_rate_relaxed']):>15} {_pct(g['stable_phononbench_rate']):>12}"
+            f" {_pct(g['stable_rate_relaxed']):>15} {_pct(g['stable_phononbench_rate']):>9}"
+            f" {_pct(g['stable_phononbench_v3_rate']):>10}"
         )
+    return lines
+
+
+def _opinion_lines(opinions: Mapping[str, Any]) -> list[str]:
+    lines: list[str] = []
+    if pre := opinions.get("prescreen"):
+        lines += [
+            "",
+            f"prescreen: settled {pre['settled']} (unstable beyond the margin), passed on {pre['passed_on']} to the "
+            f"main potential, which gave the prescreen's verdict on {pre['same_verdict_as_main']} of them",
+        ]
+    if second := opinions.get("second_opinion"):
+        lines += [
+            "",
+            f"second opinion on {second['n']}: agree {second['agree']}, disagree {second['disagree']}, "
+            f"undecided {second['undecided']}; stable by both {second['stable_by_both']}",
+        ]
+        lines += [
+            f"  disagree: {d['name']}: {d['verdict']} vs {d['second_verdict']} ({d['second_potential']})"
+            for d in second["disagreements"]
+        ]
     return lines
 
 
@@ -184,6 +220,7 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     ):
         if summary.get(key):
             lines += ["", *_table(title, summary[key], symbol=symbol)]
+    lines += _opinion_lines(summary.get("opinions") or {})
     if summary.get("warnings"):
         lines += ["", "warnings (structures)"]
         lines += [f"  {count:>6}  {text}" for text, count in summary["warnings"].items()]

@@ -1,0 +1,146 @@
+"""Other potentials' opinions on a structure: a cheap prescreen that settles clear instabilities
+before the main potential runs, and a second opinion after it. One rule for the CLI and the workers.
+
+Prescreen: the cheap potential screens first; a verdict of `unstable` whose worst mode lies below
+`-margin_thz` is kept as the structure's verdict (recorded as settled by the prescreen), anything
+else is screened by the main potential. A false instability that deep is what the margin must make
+rare: see README "Prescreen and second opinion" for how it was chosen.
+
+Second opinion: after the main verdict, another potential screens the main potential's relaxed
+structure (relaxing it to its own minimum first, a few steps from where it starts); both verdicts
+are kept, with whether they agree. Disagreements are the list to send to DFT.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from workers.screening.types import Opinion, ScreeningResult
+
+if TYPE_CHECKING:
+    from pymatgen.core import Structure
+
+    from workers.screening.potentials.registry import LoadedPotential
+
+# Provisional: the margin in THz below which a prescreen instability is trusted. It is to be chosen
+# from benchmarks/validation.py (verdicts changed) and generator outputs (time saved).
+DEFAULT_PRESCREEN_MARGIN_THZ = 1.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Opinions:
+    """The other potentials of a run (loaded), and the prescreen's margin."""
+
+    prescreen: LoadedPotential | None = None
+    prescreen_margin_thz: float = DEFAULT_PRESCREEN_MARGIN_THZ
+    second_opinion: LoadedPotential | None = None
+
+    def __post_init__(self) -> None:
+        if not self.prescreen_margin_thz >= 0:
+            raise ValueError(f"prescreen margin must be >= 0 THz, not {self.prescreen_margin_thz}")
+
+
+def run_label(potential: str, *, prescreen: str | None = None, second_opinion: str | None = None) -> str:
+    """What a run used, as the CLI keys its rows by: `sevennet-l3i5+prescreen:sevennet-0+second:chgnet-0.3.0`."""
+    parts = [potential]
+    parts += [f"+prescreen:{prescreen}"] if prescreen else []
+    parts += [f"+second:{second_opinion}"] if second_opinion else []
+    return "".join(parts)
+
+
+def stable_by_both(verdict: str | None, second_verdict: str | None) -> bool:
+    """The one rule for "stable by both": the main verdict and the second opinion are `stable`."""
+    return verdict == "stable" and second_verdict == "stable"
+
+
+def summarize_opinions(rows: list[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """What the other potentials did over result rows (as_dict(bulky=False)); None when none ran.
+
+    Prescreen: how many it settled, and of the rest how often its verdict was the main one's.
+    Second opinion: agreements, disagreements (listed: the structures to send to DFT), stable by both.
+    """
+    settled = [r for r in rows if r.get("settled_by_prescreen")]
+    prescreened = [r for r in rows if r.get("prescreen")]
+    seconded = [r for r in rows if r.get("second_opinion")]
+    if not (settled or prescreened or seconded):
+        return None
+    out: dict[str, Any] = {}
+    if settled or prescreened:
+        same = sum(r["prescreen"]["verdict"] == r.get("verdict") for r in prescreened)
+        out["prescreen"] = {
+            "settled": len(settled),
+            "passed_on": len(prescreened),
+            "same_verdict_as_main": same,
+            "seconds": sum(float((r.get("timings_s") or {}).get("total", 0.0)) for r in settled)
+            + sum(float(r["prescreen"].get("seconds") or 0.0) for r in prescreened),
+        }
+    if seconded:
+        disagree = [r for r in seconded if r.get("agreement") is False]
+        out["second_opinion"] = {
+            "n": len(seconded),
+            "agree": sum(r.get("agreement") is True for r in seconded),
+            "disagree": len(disagree),
+            "undecided": sum(r.get("agreement") is None for r in seconded),
+            "stable_by_both": sum(stable_by_both(r.get("verdict"), r["second_opinion"]["verdict"]) for r in seconded),
+            "disagreements": [
+                {
+                    "name": r.get("name"),
+                    "verdict": r.get("verdict"),
+                    "min_frequency_thz": r.get("min_frequency_thz"),
+                    "second_potential": r["second_opinion"]["potential"],
+                    "second_verdict": r["second_opinion"]["verdict"],
+                    "second_min_frequency_thz": r["second_opinion"].get("min_frequency_thz"),
+                }
+                for r in disagree
+            ],
+        }
+    return out
+
+
+def settles(result: ScreeningResult, *, margin_thz: float) -> bool:
+    """Whether a prescreen result stands as the verdict: unstable, its worst mode below -margin."""
+    return (
+        result.verdict == "unstable" and result.min_frequency_thz is not None and result.min_frequency_thz < -margin_thz
+    )
+
+
+def opinion_of(result: ScreeningResult) -> Opinion:
+    return Opinion(
+        potential=result.provenance.potential.name,
+        verdict=result.verdict,
+        reason=result.reason,
+        min_frequency_thz=result.min_frequency_thz,
+        stable_phononbench=result.stable_phononbench,
+        seconds=float(result.timings_s.get("total", 0.0)),
+    )
+
+
+def agreement(main: ScreeningResult, second: ScreeningResult) -> bool | None:
+    """Same verdict from both potentials; None when either could not give one (`failed`)."""
+    if main.verdict == "failed" or second.verdict == "failed":
+        return None
+    return main.verdict == second.verdict
+
+
+def second_opinion_start(main: ScreeningResult, structure: Structure) -> Structure:
+    """Where the second potential starts: the main potential's relaxed structure, else the input."""
+    from pymatgen.core import Structure as PmgStructure
+
+    if main.relaxed_cif:
+        try:
+            return PmgStructure.from_str(main.relaxed_cif, fmt="cif")
+        except Exception:  # noqa: BLE001 - an unreadable relaxed CIF: the input will do
+            return structure
+    return structure
+
+
+def with_prescreen(first: ScreeningResult, *, main_potential: str) -> ScreeningResult:
+    """A prescreen result that settles the structure, marked as such."""
+    return dataclasses.replace(first, settled_by_prescreen=True, main_potential=main_potential)
+
+
+def with_second(main: ScreeningResult, second: ScreeningResult) -> ScreeningResult:
+    return dataclasses.replace(main, second_opinion=opinion_of(second), agreement=agreement(main, second))

@@ -160,14 +160,10 @@ class Stack:
         return process
 
     def stop(self, role: str, *, timeout_s: float = 20) -> None:
+        from app.supervisor import stop_process
+
         process = self.processes.pop(role)
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop_process(process, timeout_s=timeout_s)  # SIGTERM, then SIGKILL of its group
         _kill_group(process.pid)  # pool children a warm shutdown left behind
 
     def start_beat(self) -> None:

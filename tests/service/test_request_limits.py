@@ -101,18 +101,23 @@ def test_a_deflated_pt_bomb_is_refused_without_inflating_it(limited, db_session)
         assert _counts(db_session) == before
 
 
-def test_a_hostile_cif_is_refused_quickly_by_its_atom_count(client, db_session):
-    rng = np.random.default_rng(0)
-    rows = "\n".join(f"Na{i} Na {x:.5f} {y:.5f} {z:.5f} 1" for i, (x, y, z) in enumerate(rng.random((60, 3))))
-    cif = (
-        "data_x\n_symmetry_space_group_name_H-M 'F m -3 m'\n"
-        + "".join(f"_cell_length_{a} 40\n" for a in "abc")
-        + "".join(f"_cell_angle_{a} 90\n" for a in ("alpha", "beta", "gamma"))
+def _sodium_cif(rows: int, *, group: str, a: float, seed: int) -> str:
+    """`rows` Na sites at random positions in a cubic cell of space group `group`."""
+    rng = np.random.default_rng(seed)
+    sites = "\n".join(f"Na{i} Na {x:.5f} {y:.5f} {z:.5f} 1" for i, (x, y, z) in enumerate(rng.random((rows, 3))))
+    return (
+        f"data_na\n_symmetry_space_group_name_H-M '{group}'\n"
+        + "".join(f"_cell_length_{axis} {a}\n" for axis in "abc")
+        + "".join(f"_cell_angle_{angle} 90\n" for angle in ("alpha", "beta", "gamma"))
         + "loop_\n_atom_site_label\n_atom_site_type_symbol\n_atom_site_fract_x\n_atom_site_fract_y\n"
         + "_atom_site_fract_z\n_atom_site_occupancy\n"
-        + rows
+        + sites
         + "\n"
     )
+
+
+def test_a_hostile_cif_is_refused_quickly_by_its_atom_count(client, db_session):
+    cif = _sodium_cif(60, group="F m -3 m", a=40, seed=0)  # 60 general rows: 11,520 atoms
     response = _upload(client, [("hostile.cif", cif)])
     assert response.status_code == 422
     [structure] = response.json()["detail"]["structures"]
@@ -121,17 +126,7 @@ def test_a_hostile_cif_is_refused_quickly_by_its_atom_count(client, db_session):
 
 def _slow_cif(atoms: int = 3000) -> str:
     """One P1 cell of `atoms` atoms: inside the atom limit given, seconds of pymatgen's site merging."""
-    rng = np.random.default_rng(1)
-    rows = "\n".join(f"Na{i} Na {x:.5f} {y:.5f} {z:.5f} 1" for i, (x, y, z) in enumerate(rng.random((atoms, 3))))
-    return (
-        "data_slow\n_symmetry_space_group_name_H-M 'P 1'\n"
-        + "".join(f"_cell_length_{a} 60\n" for a in "abc")
-        + "".join(f"_cell_angle_{a} 90\n" for a in ("alpha", "beta", "gamma"))
-        + "loop_\n_atom_site_label\n_atom_site_type_symbol\n_atom_site_fract_x\n_atom_site_fract_y\n"
-        + "_atom_site_fract_z\n_atom_site_occupancy\n"
-        + rows
-        + "\n"
-    )
+    return _sodium_cif(atoms, group="P 1", a=60, seed=1)
 
 
 def test_reading_past_its_time_limit_is_stopped_and_the_pool_recovers(limited, db_session):

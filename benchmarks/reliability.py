@@ -471,13 +471,14 @@ def _due(
 
 
 def reconciler_passes(stack: Stack, *, since: float) -> list[dict[str, Any]]:
-    """The reconciler's passes that changed something, from the workers' logs: seconds after
-    `since` (a wall-clock time) and what they did."""
+    """The reconciler's passes that changed something, from the logs of the processes that run
+    Celery tasks (the `screen` workers and `phononscreen beat`, whose embedded worker runs the
+    reconciler): seconds after `since` (a wall-clock time) and what they did."""
     from datetime import datetime
 
     passes = []
     for role, path in stack.logs.items():
-        if role.startswith("worker"):
+        if role.startswith("worker") or role == "beat":
             for m in RECONCILED.finditer(path.read_text(errors="replace")):
                 at = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp() - since
                 passes.append({"at_s": round(at, 1), **json.loads(m.group(2).replace("'", '"'))})

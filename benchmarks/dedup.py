@@ -17,8 +17,9 @@ SOURCES = (
 
 
 def main() -> None:
-    from workers.screening.dedup import DuplicateIndex
+    from workers.screening.dedup import DuplicateIndex, duplicate_index
     from workers.screening.ingest.read import read_structures
+    from workers.screening.protocols import DEFAULT
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--queries", type=int, default=1000)
@@ -29,7 +30,9 @@ def main() -> None:
         r.structure for src in SOURCES[: args.sources] for r in read_structures(args.data / src, max_atoms=1000) if r.ok
     ]
     queries, indexed = structures[: args.queries], structures[args.queries :]
-    index: DuplicateIndex[int] = DuplicateIndex()
+    # the default protocol's rule, space-group check included
+    index: DuplicateIndex[int] | None = duplicate_index(DEFAULT.dedup, symprec=DEFAULT.symprec)
+    assert index is not None
     start = time.perf_counter()
     for i, s in enumerate(indexed):
         index.add(s, i)

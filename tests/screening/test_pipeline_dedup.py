@@ -47,9 +47,38 @@ def test_exact_dedup_keeps_cells_that_would_change_the_phononbench_verdict():
 
 def test_match_dedup_in_default():
     dup = find_duplicates(_variants(), protocol=DEFAULT)
-    assert dup[:6] == [None, 0, 0, 0, 0, 0]  # primitive-cell StructureMatcher at default tolerances
+    assert dup[:5] == [None, 0, 0, 0, 0]  # primitive-cell StructureMatcher at default tolerances
+    # rattled by 0.01 Å it matches, but at symprec 0.01 Å it is no longer Fd-3m: the screen would
+    # relax it in a lower group, so it is screened, not handed diamond's verdict
+    assert dup[5] is None
     assert dup[6] is None  # 35 % more volume: not the same crystal at the same density
     assert dup[7] is None
+
+
+def test_match_dedup_keeps_a_parent_phase_apart_from_its_distortion():
+    """Cubic KNbO3 and its polar R3m/P4mm/Amm2 phases, cubic and Pbnm CaTiO3: StructureMatcher at
+    pymatgen's tolerances calls a 0.1 Å distortion the same crystal, yet the parent is unstable and
+    the child stable. The protocol's dedup keeps them apart by the space group its relaxation keeps."""
+    from pathlib import Path
+
+    from pymatgen.core import Structure
+
+    from workers.screening.dedup import DuplicateIndex, group_duplicates
+
+    folder = Path(__file__).resolve().parents[2] / "benchmarks" / "validation"
+    names = ["knbo3_cubic", "knbo3_r3m", "knbo3_p4mm", "knbo3_amm2", "litao3_r-3c", "litao3_r3c"]
+    records = [_record(n, Structure.from_file(folder / f"{n}.cif").to_ase_atoms()) for n in names]
+    # what pymatgen's tolerances alone say: every KNbO3 is one crystal, both LiTaO3 one
+    assert group_duplicates([r.structure for r in records], index=DuplicateIndex()) == [None, 0, 0, 0, None, 4]
+    assert find_duplicates(records, protocol=DEFAULT) == [None] * len(names)
+    # and each still matches a copy of itself, shifted
+    shifted = []
+    for name, record in zip(names, records, strict=True):
+        copy = record.structure.copy()
+        copy.translate_sites(list(range(len(copy))), [0.31, 0.17, 0.05])
+        shifted.append(_record(f"{name}-shifted", copy.to_ase_atoms()))
+    twice = records + shifted
+    assert find_duplicates(twice, protocol=DEFAULT) == [None] * len(names) + list(range(len(names)))
 
 
 def test_off_means_off():

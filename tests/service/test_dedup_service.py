@@ -34,13 +34,16 @@ def _upload(client, files, **fields):
 
 
 def _si_supercell_rotated_cif() -> str:
-    """The same Si as si_cif, as a generator might emit it again: a rattled, shifted 2x1x1 supercell."""
+    """The same Si as si_cif, as a generator might emit it again: a rattled, shifted 2x1x1 supercell.
+
+    Rattled by 0.002 Å, within the protocols' symprec (0.01 Å), so it is still Fd-3m there; a cell
+    that lost its symmetry would be relaxed in a lower group, and `default` screens it apart."""
     from pymatgen.core import Structure
 
     structure = Structure.from_str(si_cif(), fmt="cif")
     structure.make_supercell([2, 1, 1])
     structure.translate_sites(list(range(len(structure))), [0.13, 0.0, 0.07])
-    structure.perturb(0.01)
+    structure.perturb(0.002)
     return structure.to(fmt="cif")
 
 

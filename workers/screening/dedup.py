@@ -50,6 +50,14 @@ class _Entry(Generic[Ref]):
     ref: Ref
     reduced: Structure
     volume_per_atom: float
+    spacegroup: int | None
+
+
+def input_spacegroup(structure: Structure, *, symprec: float) -> int:
+    """The space group number the screen finds in `structure` and keeps while relaxing it."""
+    from workers.screening.physics.cells import get_spacegroup, to_ase
+
+    return get_spacegroup(to_ase(structure), symprec=symprec)[1]
 
 
 @dataclass(kw_only=True)
@@ -62,6 +70,11 @@ class DuplicateIndex(Generic[Ref]):
     Structures whose volumes per atom differ by more than `volume_tolerance` are never compared.
     Tolerances default to pymatgen's (ltol 0.2, stol 0.3, angle_tol 5°). `same_cell=True` also
     requires the same number of sites in the cell as given (so a supercell is not its primitive).
+
+    `symprec` (Å, the protocol's): also require the same space group at that tolerance. The screen
+    relaxes a cell keeping the symmetry it finds there, so a cubic perovskite and its polar
+    distortion by 0.1 Å, which StructureMatcher's tolerances call one crystal, relax to different
+    minima and have different phonons (the parent unstable, the child stable).
     """
 
     ltol: float = 0.2
@@ -69,6 +82,7 @@ class DuplicateIndex(Generic[Ref]):
     angle_tol: float = 5.0
     volume_tolerance: float = VOLUME_TOLERANCE
     same_cell: bool = False
+    symprec: float | None = None
     _buckets: dict[str, list[_Entry[Ref]]] = field(default_factory=dict, init=False, repr=False)
     _matcher: StructureMatcher | None = field(default=None, init=False, repr=False)
     _size: int = field(default=0, init=False, repr=False)
@@ -95,59 +109,64 @@ class DuplicateIndex(Generic[Ref]):
         """Index `structure` under `ref`; returns its fingerprint."""
         reduced = reduce_structure(structure)
         key = key or fingerprint(structure, reduced=reduced)
-        entry = _Entry(ref, reduced, structure.volume / len(structure))
+        entry = _Entry(ref, reduced, structure.volume / len(structure), self._spacegroup(structure))
         self._buckets.setdefault(self._bucket(key, structure), []).append(entry)
         self._size += 1
         return key
 
     def find(self, structure: Structure) -> Ref | None:
         """The ref of the first indexed structure equivalent to `structure`, or None."""
-        return self._find(structure, reduce_structure(structure))[0]
+        return self._find(structure, reduce_structure(structure), self._spacegroup(structure))[0]
 
     def find_or_add(self, structure: Structure, ref: Ref) -> Ref | None:
         """`find`, and index `structure` under `ref` when nothing matched (one reduction for both)."""
         reduced = reduce_structure(structure)
-        found, key = self._find(structure, reduced)
+        spacegroup = self._spacegroup(structure)
+        found, key = self._find(structure, reduced, spacegroup)
         if found is None:
-            entry = _Entry(ref, reduced, structure.volume / len(structure))
+            entry = _Entry(ref, reduced, structure.volume / len(structure), spacegroup)
             self._buckets.setdefault(self._bucket(key, structure), []).append(entry)
             self._size += 1
         return found
 
-    def _find(self, structure: Structure, reduced: Structure) -> tuple[Ref | None, str]:
+    def _find(self, structure: Structure, reduced: Structure, spacegroup: int | None) -> tuple[Ref | None, str]:
         key = fingerprint(structure, reduced=reduced)
         volume = structure.volume / len(structure)
         for entry in self._buckets.get(self._bucket(key, structure), ()):
-            if abs(entry.volume_per_atom / volume - 1) > self.volume_tolerance:
+            if abs(entry.volume_per_atom / volume - 1) > self.volume_tolerance or entry.spacegroup != spacegroup:
                 continue
             if self.matcher.fit(reduced, entry.reduced, skip_structure_reduction=True):
                 return entry.ref, key
         return None, key
 
+    def _spacegroup(self, structure: Structure) -> int | None:
+        return None if self.symprec is None else input_spacegroup(structure, symprec=self.symprec)
+
     def _bucket(self, key: str, structure: Structure) -> str:
         return f"{key}|{len(structure)}" if self.same_cell else key
 
 
-def duplicate_index(mode: DedupMode) -> DuplicateIndex[Any] | None:
+def duplicate_index(mode: DedupMode, *, symprec: float) -> DuplicateIndex[Any] | None:
     """The index that decides what is a duplicate under a protocol's `dedup` setting; None for "off".
 
     The one rule every front door uses (the CLI's run, the service's uploads against the database):
-    "match" is StructureMatcher at pymatgen's default tolerances on primitive cells; "exact" is the
-    same input cell up to rotation, translation and atom order (tolerances 1e-3, same number of
-    sites), where the verdict provably cannot differ because the protocol screens the cell as given.
+    "match" is StructureMatcher at pymatgen's default tolerances on primitive cells, within one
+    space group at the protocol's `symprec`; "exact" is the same input cell up to rotation,
+    translation and atom order (tolerances 1e-3, same number of sites), where the verdict provably
+    cannot differ because the protocol screens the cell as given.
     """
     if mode == "off":
         return None
     if mode == "exact":
         return DuplicateIndex(ltol=1e-3, stol=1e-3, angle_tol=0.05, volume_tolerance=1e-3, same_cell=True)
     if mode == "match":
-        return DuplicateIndex()
+        return DuplicateIndex(symprec=symprec)
     raise ValueError(f"unknown dedup mode {mode!r}")
 
 
-def find_duplicates(structures: Sequence[Structure | None], *, mode: DedupMode) -> list[int | None]:
+def find_duplicates(structures: Sequence[Structure | None], *, mode: DedupMode, symprec: float) -> list[int | None]:
     """For each structure, the position of an earlier one it duplicates under `mode`, or None."""
-    index = duplicate_index(mode)
+    index = duplicate_index(mode, symprec=symprec)
     if index is None:
         return [None] * len(structures)
     return group_duplicates(structures, index=index)

@@ -129,7 +129,9 @@ def find_duplicates(items: Sequence[StructureRecord], *, protocol: ProtocolSetti
     """For each item, the index of an earlier item it duplicates under `protocol.dedup`, or None."""
     from workers.screening import dedup
 
-    return dedup.find_duplicates([item.structure if item.ok else None for item in items], mode=protocol.dedup)
+    return dedup.find_duplicates(
+        [item.structure if item.ok else None for item in items], mode=protocol.dedup, symprec=protocol.symprec
+    )
 
 
 def as_duplicate(original: ScreeningResult, *, name: str) -> ScreeningResult:

@@ -48,8 +48,9 @@ class ProtocolSettings:
     gamma_first: bool = False
     gamma_first_margin_thz: float = 0.05
     # Deduplication before any compute: "match" = pymatgen StructureMatcher at its default
-    # tolerances on primitive cells (dedup.py); "exact" = the same input cell up to rotation,
-    # translation and atom order (tolerances 1e-3), where the verdict provably cannot differ.
+    # tolerances on primitive cells, within one space group at `symprec` (dedup.py); "exact" = the
+    # same input cell up to rotation, translation and atom order (tolerances 1e-3), where the
+    # verdict provably cannot differ.
     dedup: Literal["off", "exact", "match"] = "off"
     # displacements and forces
     force_batching: Literal["auto", "serial", "batched"] = "auto"  # auto: batched on CUDA only

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints, field_validator
 
+from models.batch import Batch
 from models.candidate import Candidate
 from models.generator import Generator
 
@@ -14,6 +15,7 @@ from models.generator import Generator
 GENERATOR_NAME_MAX: int = Generator.__table__.c.name.type.length
 FILE_NAME_MAX: int = Candidate.__table__.c.source_file.type.length
 STRUCTURE_NAME_MAX: int = Candidate.__table__.c.name.type.length
+POTENTIAL_NAME_MAX: int = Batch.__table__.c.potential.type.length
 ID_MAX = 2**31 - 1  # ids are INTEGER columns
 
 
@@ -59,12 +61,32 @@ class StructureIn(BaseModel):
         return value
 
 
-class BatchJSONIn(BaseModel):
-    """JSON alternative to the multipart upload."""
+PotentialName = Annotated[str, StringConstraints(max_length=POTENTIAL_NAME_MAX), AfterValidator(reject_nul)]
+PRESCREEN_DOC = (
+    "A cheap potential that screens first: what it finds unstable below -prescreen_margin_thz is settled "
+    "there (settled_by_prescreen), everything else is screened by `potential`."
+)
+MARGIN_DOC = "THz below 0 that a prescreen instability must reach to settle (server default if omitted)."
+SECOND_DOC = (
+    "Another potential that screens the main potential's relaxed structure after its verdict; both verdicts "
+    "are stored, with `agreement`."
+)
+
+
+class BatchSettingsIn(BaseModel):
+    """The settings of a batch, shared by the JSON body and the multipart form."""
 
     generator: GeneratorName | None = None
     protocol: str | None = Field(None, description="default | phononbench (server default if omitted)")
     potential: str | None = Field(None, description="auto | sevennet-0 | ... (server default if omitted)")
+    prescreen: PotentialName | None = Field(None, description=PRESCREEN_DOC)
+    prescreen_margin_thz: float | None = Field(None, ge=0, allow_inf_nan=False, description=MARGIN_DOC)
+    second_opinion: PotentialName | None = Field(None, description=SECOND_DOC)
+
+
+class BatchJSONIn(BatchSettingsIn):
+    """JSON alternative to the multipart upload."""
+
     structures: list[StructureIn] = Field(min_length=1)
 
 
@@ -72,12 +94,9 @@ class UploadedFile(BaseModel):
     filename: FileName
 
 
-class UploadForm(BaseModel):
+class UploadForm(BatchSettingsIn):
     """The fields of the multipart upload, validated by the rules of the JSON body."""
 
-    generator: GeneratorName | None = None
-    protocol: str | None = None
-    potential: str | None = None
     files: list[UploadedFile]
 
 
@@ -111,6 +130,10 @@ class BatchCounts(BaseModel):
     unstable: int
     relax_failed: int
     verdict_failed: int
+    settled_by_prescreen: int = Field(0, description="Verdicts given by the prescreen alone.")
+    agree: int = Field(0, description="Verdicts whose second opinion agrees.")
+    disagree: int = Field(0, description="Verdicts whose second opinion disagrees: the list to send to DFT.")
+    stable_by_both: int = Field(0, description="Stable by the main potential and by the second opinion.")
 
 
 class BatchOut(BaseModel):
@@ -120,6 +143,9 @@ class BatchOut(BaseModel):
     generator: str | None
     protocol: str
     potential: str
+    prescreen: str | None = Field(None, description=PRESCREEN_DOC)
+    prescreen_margin_thz: float | None = None
+    second_opinion: str | None = Field(None, description=SECOND_DOC)
     created_at: datetime
     finished_at: datetime | None
     submitted: int
@@ -135,6 +161,12 @@ class WorstMode(BaseModel):
     qpoint: list[float] | None
     branch: int | None
     q_norm_inv_angstrom: float | None
+
+
+class SecondOpinionOut(BaseModel):
+    potential: str
+    verdict: str
+    min_frequency_thz: float | None
 
 
 class VerdictOut(BaseModel):
@@ -156,9 +188,17 @@ class VerdictOut(BaseModel):
     crystal_system: str | None
     energy_per_atom_ev: float | None
     formula: str
-    potential: str
+    potential: str = Field(description="The potential that gave this verdict (the prescreen's when it settled it).")
     potential_warning: str | None
     settings_hash: str
+    settled_by_prescreen: bool = Field(
+        False, description="Given by the batch's prescreen alone; the main potential never ran."
+    )
+    second_opinion: SecondOpinionOut | None = None
+    agreement: bool | None = Field(
+        None, description="The second opinion's verdict is this one's; None without one or when either failed."
+    )
+    stable_by_both: bool | None = Field(None, description="Stable by both potentials; None without a second opinion.")
 
 
 class CandidateOut(BaseModel):
@@ -223,6 +263,8 @@ class ReportRow(BaseModel):
     stable_phononbench_v3_rate: float | None = Field(
         description="stable by PhononBench v3's headline criterion (band path >= -0.1 THz) / submitted."
     )
+    second_opinions: int = Field(0, description="Verdicts with a second opinion.")
+    stable_by_both: int = Field(0, description="Stable by the main potential and by the second opinion.")
 
 
 class StabilityReport(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -23,6 +24,7 @@ from models.crud import (
     mark_duplicates,
 )
 from models.queries import get_dedup_candidates
+from workers.screening.opinions import OpinionNames
 from workers.screening.report.artifacts import safe_name
 from workers.screening.types import StructureRecord
 
@@ -47,6 +49,7 @@ class Submission:
     generator: str | None
     protocol: str
     potential: str
+    opinions: OpinionNames = OpinionNames()  # resolved: the margin that applies is filled in
     files: list[tuple[str, bytes]] = field(default_factory=list)  # (file name, raw bytes)
     parsed: list[list[StructureRecord]] = field(default_factory=list)  # the records of each file
 
@@ -106,6 +109,7 @@ def register_batch(session: Session, *, submission: Submission) -> Registered:
         potential=submission.potential,
         n_submitted=len(outcomes),
         rejected=rejected,
+        **dataclasses.asdict(submission.opinions),
     )
     used = {file_index for file_index, _, _ in accepted}
     raw_paths = {
@@ -118,6 +122,7 @@ def register_batch(session: Session, *, submission: Submission) -> Registered:
         structures=[(r.structure, v) for _, r, v in accepted],
         protocol=submission.protocol,
         potential=submission.potential,
+        opinions=submission.opinions,
     )
     screenings = add_candidates(session, batch=batch, candidates=values)
     # an original is an earlier screening (its id and candidate id) or an earlier position in this batch
@@ -175,12 +180,18 @@ def write_raw_files(store: ArtifactStore, *, raw_files: list[tuple[str, bytes]])
 
 
 def find_duplicates(
-    session: Session, *, structures: list[tuple[Structure, CandidateValues]], protocol: str, potential: str
+    session: Session,
+    *,
+    structures: list[tuple[Structure, CandidateValues]],
+    protocol: str,
+    potential: str,
+    opinions: OpinionNames | None = None,
 ) -> list[tuple[int, int] | int | None]:
     """For each structure: (screening id, candidate id) of an equivalent one already screened or
-    queued under `protocol` and `potential`, else the position of an equivalent earlier one in this
-    list, else None (it must be screened). "Equivalent" is the protocol's own dedup rule, the one
-    the CLI's runs use (`workers.screening.dedup.duplicate_index`).
+    queued under `protocol`, `potential` and the same `opinions` (resolved; None: none), else the
+    position of an equivalent earlier one in this list, else None (it must be screened).
+    "Equivalent" is the protocol's own dedup rule, the one the CLI's runs use
+    (`workers.screening.dedup.duplicate_index`).
 
     Only candidates sharing (reduced formula, fingerprint) are loaded and compared, so the cost
     follows the size of those buckets, not of the table.
@@ -190,12 +201,13 @@ def find_duplicates(
     from workers.screening.dedup import duplicate_index
     from workers.screening.protocols import get_protocol
 
-    index = duplicate_index(get_protocol(protocol).dedup)
+    settings = get_protocol(protocol)
+    index = duplicate_index(settings.dedup, symprec=settings.symprec)
     if index is None:
         return [None] * len(structures)
     keys = {(v.reduced_formula, v.fingerprint) for _, v in structures}
     for screening_id, candidate_id, key, data in get_dedup_candidates(
-        session, keys=keys, protocol=protocol, potential=potential
+        session, keys=keys, protocol=protocol, potential=potential, **dataclasses.asdict(opinions or OpinionNames())
     ):
         index.add(PmgStructure.from_dict(data), (screening_id, candidate_id), key=key)
     return [index.find_or_add(structure, position) for position, (structure, _) in enumerate(structures)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, String
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, TimestampMixin
@@ -20,6 +20,11 @@ class Batch(TimestampMixin, Base):
     generator_id: Mapped[int | None] = mapped_column(ForeignKey("generators.id"), index=True)
     protocol: Mapped[str] = mapped_column(String(32))
     potential: Mapped[str] = mapped_column(String(256))  # as requested, e.g. "auto"
+    # other potentials' opinions on every screening of the batch (workers.screening.opinions): a
+    # cheap first pass that settles clear instabilities, and a second verdict after the main one
+    prescreen: Mapped[str | None] = mapped_column(String(256))
+    prescreen_margin_thz: Mapped[float | None] = mapped_column(Float)  # set with `prescreen`
+    second_opinion: Mapped[str | None] = mapped_column(String(256))
     n_submitted: Mapped[int] = mapped_column(default=0)
     n_accepted: Mapped[int] = mapped_column(default=0)
     n_rejected: Mapped[int] = mapped_column(default=0)

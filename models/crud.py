@@ -75,6 +75,9 @@ def create_batch(
     potential: str,
     n_submitted: int,
     rejected: list[dict[str, Any]],
+    prescreen: str | None = None,
+    prescreen_margin_thz: float | None = None,
+    second_opinion: str | None = None,
 ) -> Batch:
     """A new batch row (flushed, so it has an id)."""
     batch = Batch(
@@ -82,6 +85,9 @@ def create_batch(
         generator_id=generator.id if generator else None,
         protocol=protocol,
         potential=potential,
+        prescreen=prescreen,
+        prescreen_margin_thz=prescreen_margin_thz,
+        second_opinion=second_opinion,
         n_submitted=n_submitted,
         n_accepted=n_submitted - len(rejected),
         n_rejected=len(rejected),
@@ -271,9 +277,11 @@ def resend_lost(session: Session, *, now: datetime, grace_s: float, probe: int =
 
 
 def get_screenings(session: Session, *, ids: Sequence[int]) -> list[Screening]:
-    """Screenings with their candidates, in the order of `ids`."""
+    """Screenings with their candidates and batches, in the order of `ids`."""
     rows = session.scalars(
-        select(Screening).where(Screening.id.in_(list(ids))).options(selectinload(Screening.candidate))
+        select(Screening)
+        .where(Screening.id.in_(list(ids)))
+        .options(selectinload(Screening.candidate), selectinload(Screening.batch))
     ).all()
     by_id = {row.id: row for row in rows}
     return [by_id[i] for i in ids if i in by_id]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -41,12 +41,22 @@ class CandidateFilters:
     crystal_system: str | None = None
     min_frequency_gte: float | None = None
     min_frequency_lte: float | None = None
+    stable_by_both: bool | None = None  # True: stable by the main potential and the second opinion
+    agreement: bool | None = None  # the second opinion agrees (True) or not (False: the list for DFT)
+    settled_by_prescreen: bool | None = None
+
+
+def stable_by_both() -> ColumnElement[bool]:
+    """SQL of workers.screening.opinions.stable_by_both: both verdicts `stable`."""
+    return and_(Verdict.verdict == "stable", Verdict.second_verdict == "stable")
 
 
 @dataclass(frozen=True)
 class BatchCounts:
     by_status: dict[str, int]  # queued / running / done / failed
     by_verdict: dict[str, int]  # verdicts present in the batch (absent kinds are not listed)
+    # of the verdicts: settled by the prescreen, second opinion agrees / disagrees, stable by both
+    opinions: dict[str, int] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -62,6 +72,8 @@ class ReportRow:
     stable: int
     stable_phononbench: int
     stable_phononbench_v3: int
+    second_opinions: int = 0  # verdicts with a second opinion
+    stable_by_both: int = 0
 
 
 def _latest_screening():
@@ -100,16 +112,26 @@ def count_batch(session: Session, *, batch_id: int) -> BatchCounts:
             .group_by(status)
         ).all()
     )
-    by_verdict = dict(
-        session.execute(
-            select(Verdict.verdict, func.count())
-            .select_from(Screening)
-            .join(Verdict, Verdict.screening_id == func.coalesce(Screening.duplicate_of_id, Screening.id))
-            .where(Screening.batch_id == batch_id)
-            .group_by(Verdict.verdict)
-        ).all()
+    verdicts = (
+        select(Verdict.verdict, Verdict.settled_by_prescreen, Verdict.agreement, Verdict.second_verdict)
+        .select_from(Screening)
+        .join(Verdict, Verdict.screening_id == func.coalesce(Screening.duplicate_of_id, Screening.id))
+        .where(Screening.batch_id == batch_id)
+        .subquery()
     )
-    return BatchCounts(by_status=by_status, by_verdict=by_verdict)
+    by_verdict: dict[str, int] = dict(
+        session.execute(select(verdicts.c.verdict, func.count()).group_by(verdicts.c.verdict)).all()
+    )
+    settled, agree, disagree, both = session.execute(
+        select(
+            func.count().filter(verdicts.c.settled_by_prescreen.is_(True)),
+            func.count().filter(verdicts.c.agreement.is_(True)),
+            func.count().filter(verdicts.c.agreement.is_(False)),
+            func.count().filter(and_(verdicts.c.verdict == "stable", verdicts.c.second_verdict == "stable")),
+        )
+    ).one()
+    opinions = {"settled_by_prescreen": settled, "agree": agree, "disagree": disagree, "stable_by_both": both}
+    return BatchCounts(by_status=by_status, by_verdict=by_verdict, opinions={k: int(v) for k, v in opinions.items()})
 
 
 def get_batch_ids(session: Session, *, screening_ids: Sequence[int]) -> list[int]:
@@ -127,11 +149,15 @@ def get_dedup_candidates(
     keys: Collection[tuple[str, str]],
     protocol: str,
     potential: str,
+    prescreen: str | None = None,
+    prescreen_margin_thz: float | None = None,
+    second_opinion: str | None = None,
     now: datetime | None = None,
 ) -> list[tuple[int, int, str, dict]]:
     """(screening id, candidate id, fingerprint, structure dict) of every screening under `protocol`
-    and `potential` that ran or will run (not a duplicate, not crashed, not running on a lease that
-    expired at `now`, default the current time: its worker died) for a candidate with one of these
+    and `potential`, in a batch with the same prescreen (and margin) and second opinion, that ran
+    or will run (not a duplicate, not crashed, not running on a lease that expired at `now`,
+    default the current time: its worker died) for a candidate with one of these
     (reduced_formula, fingerprint) keys; oldest first, so the first match is the original.
 
     The key pair is indexed (ix_candidates_formula_fingerprint), so this stays cheap at 100,000 rows.
@@ -141,10 +167,14 @@ def get_dedup_candidates(
     rows = session.execute(
         select(Screening.id, Candidate.id, Candidate.fingerprint, Candidate.structure)
         .join(Candidate, Candidate.id == Screening.candidate_id)
+        .join(Batch, Batch.id == Screening.batch_id)
         .where(
             tuple_(Candidate.reduced_formula, Candidate.fingerprint).in_(list(keys)),
             Screening.protocol == protocol,
             Screening.potential == potential,
+            Batch.prescreen.is_not_distinct_from(prescreen),
+            Batch.prescreen_margin_thz.is_not_distinct_from(prescreen_margin_thz),
+            Batch.second_opinion.is_not_distinct_from(second_opinion),
             Screening.duplicate_of_id.is_(None),
             or_(
                 Screening.status.in_(("queued", "done")),
@@ -189,6 +219,13 @@ def _candidate_query(filters: CandidateFilters) -> Select:
         stmt = stmt.where(Verdict.min_frequency_thz >= filters.min_frequency_gte)
     if filters.min_frequency_lte is not None:
         stmt = stmt.where(Verdict.min_frequency_thz <= filters.min_frequency_lte)
+    if filters.stable_by_both is not None:
+        both = stable_by_both()
+        stmt = stmt.where(both if filters.stable_by_both else ~both)
+    if filters.agreement is not None:
+        stmt = stmt.where(Verdict.agreement.is_(filters.agreement))
+    if filters.settled_by_prescreen is not None:
+        stmt = stmt.where(Verdict.settled_by_prescreen.is_(filters.settled_by_prescreen))
     return stmt
 
 
@@ -245,6 +282,8 @@ def get_stability_report(session: Session, *, group_by: GroupBy, batch_id: int |
             func.sum(case((Verdict.verdict == "stable", 1), else_=0)),
             func.sum(case((Verdict.stable_phononbench.is_(True), 1), else_=0)),
             func.sum(case((Verdict.stable_phononbench_v3.is_(True), 1), else_=0)),
+            func.count(Verdict.second_verdict),
+            func.sum(case((stable_by_both(), 1), else_=0)),
         )
         .select_from(Candidate)
         .outerjoin(gen, gen.id == Candidate.generator_id)
@@ -255,10 +294,7 @@ def get_stability_report(session: Session, *, group_by: GroupBy, batch_id: int |
     )
     if batch_id is not None:
         stmt = stmt.where(Candidate.batch_id == batch_id)
-    return [
-        ReportRow(str(g), int(n), int(s or 0), int(r or 0), int(st or 0), int(pb or 0), int(pb3 or 0))
-        for g, n, s, r, st, pb, pb3 in session.execute(stmt).all()
-    ]
+    return [ReportRow(str(g), *(int(x or 0) for x in counts)) for g, *counts in session.execute(stmt).all()]
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from sqlalchemy import DateTime, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, TimestampMixin, utc_now
+from models.batch import Batch
 from models.candidate import Candidate
 
 ScreeningStatus = Literal["queued", "running", "done", "failed", "duplicate"]
@@ -46,3 +47,4 @@ class Screening(TimestampMixin, Base):
     duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("screenings.id", ondelete="SET NULL"), index=True)
 
     candidate: Mapped[Candidate] = relationship()
+    batch: Mapped[Batch] = relationship()  # whose settings (other potentials' opinions) it runs under

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, String
+from sqlalchemy import JSON, ForeignKey, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, TimestampMixin
@@ -35,6 +35,13 @@ class Verdict(TimestampMixin, Base):
     potential_name: Mapped[str] = mapped_column(String(256))  # resolved, e.g. "sevennet-0"
     potential_warning: Mapped[str | None] = mapped_column(String(1024))
     settings_hash: Mapped[str] = mapped_column(String(32))
+    # the batch's prescreen gave this verdict (unstable beyond its margin); the main potential never ran
+    settled_by_prescreen: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # the second opinion (the batch's `second_opinion` potential on the main relaxed structure)
+    second_potential: Mapped[str | None] = mapped_column(String(256))
+    second_verdict: Mapped[str | None] = mapped_column(String(16), index=True)
+    second_min_frequency_thz: Mapped[float | None]
+    agreement: Mapped[bool | None] = mapped_column(index=True)  # same verdict; None when either failed
     result: Mapped[dict[str, Any]] = mapped_column(JSON)  # ScreeningResult.as_dict(bulky=False)
     # artifact store paths, relative to its root
     relaxed_cif_path: Mapped[str | None] = mapped_column(String(1024))

@@ -15,6 +15,7 @@ from models.queries import get_batch_ids
 from workers.leases import lease_until
 from workers.persistence import save_result
 from workers.runtime import WorkerContext
+from workers.screening.opinions import DEFAULT_PRESCREEN_MARGIN_THZ, OpinionNames, Opinions
 from workers.screening.types import ScreeningResult, StructureRecord
 
 
@@ -25,6 +26,7 @@ class Job:
     protocol: str
     potential: str
     record: StructureRecord
+    opinions: OpinionNames = OpinionNames()  # the batch's other potentials
 
 
 TIME_LIMIT = "time_limit"  # the error of screenings a task left unfinished at its soft time limit
@@ -73,14 +75,25 @@ def load_jobs(context: WorkerContext, *, ids: Sequence[int]) -> list[Job]:
                     index=s.candidate.source_index,
                     structure=Structure.from_dict(s.candidate.structure),
                 ),
+                opinions=OpinionNames(
+                    prescreen=s.batch.prescreen,
+                    prescreen_margin_thz=s.batch.prescreen_margin_thz,
+                    second_opinion=s.batch.second_opinion,
+                ),
             )
             for s in get_screenings(session, ids=ids)
         ]
-    return sorted(jobs, key=lambda job: (job.protocol, job.potential))
+    return sorted(jobs, key=_group_key)
+
+
+def _group_key(job: Job) -> tuple[str, str, str, float, str]:
+    """Jobs run together when they share protocol, potential and opinions (sortable: None as "")."""
+    o = job.opinions
+    return (job.protocol, job.potential, o.prescreen or "", o.margin_thz or 0.0, o.second_opinion or "")
 
 
 def run_jobs(context: WorkerContext, *, jobs: Sequence[Job]) -> int:
-    """Run the core once per (protocol, potential) group; each verdict is saved as it arrives.
+    """Run the core once per (protocol, potential, opinions) group; each verdict is saved as it arrives.
 
     Returns how many verdicts this call stored (an already stored one is not stored again).
     Raises SoftTimeLimitExceeded when the task's soft time limit struck inside the core, which
@@ -88,15 +101,24 @@ def run_jobs(context: WorkerContext, *, jobs: Sequence[Job]) -> int:
     marks the screenings left `failed` with TIME_LIMIT.
     """
     from workers.screening.pipeline import screen_structures
-    from workers.screening.potentials import load_potential
+    from workers.screening.potentials import LoadedPotential, load_potential
     from workers.screening.protocols import get_protocol
 
     config = context.config
     saved = 0
-    for (protocol, potential), grouped in groupby(jobs, key=lambda job: (job.protocol, job.potential)):
+
+    def load(name: str) -> LoadedPotential:
         # cached per process: a compiled model pays its warm-up once per worker process
-        loaded = load_potential(
-            potential, device=config.device, compile=config.compile, compile_cache=config.compile_cache
+        return load_potential(name, device=config.device, compile=config.compile, compile_cache=config.compile_cache)
+
+    for _, grouped_jobs in groupby(jobs, key=_group_key):
+        grouped = list(grouped_jobs)
+        protocol, potential, names = grouped[0].protocol, grouped[0].potential, grouped[0].opinions
+        loaded = load(potential)
+        opinions = Opinions(
+            prescreen=load(names.prescreen) if names.prescreen else None,
+            prescreen_margin_thz=names.margin_thz if names.prescreen else DEFAULT_PRESCREEN_MARGIN_THZ,
+            second_opinion=load(names.second_opinion) if names.second_opinion else None,
         )
         # the API cannot know which elements a potential covers without loading it; here we can
         group = [_check_elements(job, loaded.elements) for job in grouped]
@@ -116,6 +138,7 @@ def run_jobs(context: WorkerContext, *, jobs: Sequence[Job]) -> int:
             potential=loaded,
             progress=on_result,
             keep_force_constants=config.keep_force_constants,
+            opinions=opinions,
         )
     return saved
 

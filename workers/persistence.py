@@ -31,6 +31,7 @@ def get_verdict_values(result: ScreeningResult, *, store: ArtifactStore, screeni
     """Row values for `result`; its artifact files are written to the store first."""
     files = write_result_files(result, sink=store, folder=artifact_folder(screening_id))
     mode, relax, info = result.worst_mode, result.relax, result.provenance.potential
+    second = result.second_opinion
     return {
         "verdict": result.verdict,
         "reason": (result.reason or None) and result.reason[:512],
@@ -48,6 +49,11 @@ def get_verdict_values(result: ScreeningResult, *, store: ArtifactStore, screeni
         "potential_name": info.name,
         "potential_warning": (info.warning or None) and info.warning[:1024],
         "settings_hash": result.provenance.settings_hash,
+        "settled_by_prescreen": bool(result.settled_by_prescreen),
+        "second_potential": second.potential if second else None,
+        "second_verdict": second.verdict if second else None,
+        "second_min_frequency_thz": _finite(second.min_frequency_thz) if second else None,
+        "agreement": result.agreement,
         "result": result_record(result, files=files),
         "relaxed_cif_path": files.get("relaxed_cif"),
         "bands_path": files.get("bands"),

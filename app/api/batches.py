@@ -16,11 +16,24 @@ from app.api.deps import BATCH_NOT_FOUND, BatchDep, CallerDep, CeleryDep, Sessio
 from app.config import Settings
 from app.parsing import ReadLimits, check_file_count, read_upload, too_many_files
 from app.queue import enqueue_screenings
-from app.schemas import BatchCounts, BatchCreated, BatchJSONIn, BatchOut, Problem, UploadForm, get_upload_name
+from app.schemas import (
+    MARGIN_DOC,
+    PRESCREEN_DOC,
+    SECOND_DOC,
+    BatchCounts,
+    BatchCreated,
+    BatchJSONIn,
+    BatchOut,
+    BatchSettingsIn,
+    Problem,
+    UploadForm,
+    get_upload_name,
+)
 from app.security import refuse_if_quota_spent
 from app.submissions import Submission, SubmissionRejected, store_batch
 from models.batch import Batch
 from models.queries import count_batch
+from workers.screening.opinions import OpinionNames
 from workers.screening.potentials.registry import POTENTIAL_NAMES
 from workers.screening.protocols import PROTOCOLS
 from workers.screening.types import VERDICTS
@@ -41,6 +54,9 @@ _MULTIPART_SCHEMA = {
         "generator": {"type": "string"},
         "protocol": {"type": "string", "enum": sorted(PROTOCOLS)},
         "potential": {"type": "string", "enum": list(POTENTIAL_NAMES)},
+        "prescreen": {"type": "string", "enum": list(POTENTIAL_NAMES), "description": PRESCREEN_DOC},
+        "prescreen_margin_thz": {"type": "number", "minimum": 0, "description": MARGIN_DOC},
+        "second_opinion": {"type": "string", "enum": list(POTENTIAL_NAMES), "description": SECOND_DOC},
     },
 }
 
@@ -142,7 +158,7 @@ async def _read_submission(request: Request, *, settings: Settings) -> Submissio
         body = _validate(BatchJSONIn.model_validate_json, await request.body())
         check_file_count(len(body.structures), limits=limits)
         files = [(get_upload_name(s.name), s.cif.encode()) for s in body.structures]
-        generator, protocol, potential = body.generator, body.protocol, body.potential
+        fields: BatchSettingsIn = body
         source = "json"
     elif content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         form = await _read_form(request, max_files=limits.max_files)
@@ -150,15 +166,14 @@ async def _read_submission(request: Request, *, settings: Settings) -> Submissio
         if not uploads:
             raise HTTPException(422, {"code": "no_files", "message": "send one or more `files` fields"})
         names = [f.filename or f"upload-{i}" for i, f in enumerate(uploads)]
-        fields = {k: form[k] or None for k in ("generator", "protocol", "potential") if k in form}
-        checked = _validate(UploadForm.model_validate, {**fields, "files": [{"filename": n} for n in names]})
+        values = {k: form[k] or None for k in BatchSettingsIn.model_fields if k in form}
+        fields = _validate(UploadForm.model_validate, {**values, "files": [{"filename": n} for n in names]})
         files = [(name, await f.read()) for name, f in zip(names, uploads, strict=True)]
-        generator, protocol, potential = checked.generator, checked.protocol, checked.potential
         source = "upload"
     else:
         raise HTTPException(415, "send multipart/form-data (field `files`) or application/json")
-    protocol = protocol or settings.protocol
-    potential = potential or settings.potential
+    protocol = fields.protocol or settings.protocol
+    potential = fields.potential or settings.potential
     if protocol not in PROTOCOLS:
         raise HTTPException(
             422, {"code": "unknown_protocol", "message": f"protocol {protocol!r}; choose one of {sorted(PROTOCOLS)}"}
@@ -168,9 +183,23 @@ async def _read_submission(request: Request, *, settings: Settings) -> Submissio
             422,
             {"code": "unknown_potential", "message": f"potential {potential!r}; choose one of {list(POTENTIAL_NAMES)}"},
         )
+    opinions = OpinionNames(
+        prescreen=fields.prescreen,
+        prescreen_margin_thz=fields.prescreen_margin_thz,
+        second_opinion=fields.second_opinion,
+    )
+    problem = opinions.problem(potential=potential, known=POTENTIAL_NAMES)
+    if problem is not None:
+        raise HTTPException(422, {"code": problem[0], "message": problem[1]})
     parsed = await read_upload(files, limits=limits, workers=settings.parse_workers)
     return Submission(
-        source=source, generator=generator or None, protocol=protocol, potential=potential, files=files, parsed=parsed
+        source=source,
+        generator=fields.generator or None,
+        protocol=protocol,
+        potential=potential,
+        opinions=opinions.resolved(),
+        files=files,
+        parsed=parsed,
     )
 
 
@@ -217,6 +246,9 @@ def get_batch_out(batch: Batch, *, counts) -> BatchOut:
         generator=batch.generator.name if batch.generator else None,
         protocol=batch.protocol,
         potential=batch.potential,
+        prescreen=batch.prescreen,
+        prescreen_margin_thz=batch.prescreen_margin_thz,
+        second_opinion=batch.second_opinion,
         created_at=batch.created_at,
         finished_at=batch.finished_at,
         submitted=batch.n_submitted,
@@ -231,6 +263,7 @@ def get_batch_out(batch: Batch, *, counts) -> BatchOut:
             unstable=v["unstable"],
             relax_failed=v["relax_failed"],
             verdict_failed=v["failed"],
+            **counts.opinions,
         ),
         progress=round(ended / total, 4) if total else 1.0,
         rejected_structures=batch.rejected or [],

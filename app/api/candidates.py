@@ -16,6 +16,7 @@ from app.schemas import (
     ElementSymbols,
     SafeText,
     ScreeningOut,
+    SecondOpinionOut,
     VerdictOut,
     WorstMode,
 )
@@ -23,6 +24,7 @@ from models.candidate import Candidate
 from models.queries import SORTS, CandidateFilters, get_candidate_screening, list_candidates
 from models.screening import Screening
 from models.verdict import Verdict
+from workers.screening import opinions
 from workers.screening.types import VERDICTS
 
 router = APIRouter(prefix="/candidates", tags=["candidates"])
@@ -43,6 +45,13 @@ def read_candidates(
     crystal_system: Annotated[SafeText | None, Query()] = None,
     min_frequency_gte: Annotated[float | None, Query(allow_inf_nan=False, description="THz")] = None,
     min_frequency_lte: Annotated[float | None, Query(allow_inf_nan=False, description="THz")] = None,
+    stable_by_both: Annotated[
+        bool | None, Query(description="true: stable by the main potential and by the second opinion")
+    ] = None,
+    agreement: Annotated[
+        bool | None, Query(description="false: the second opinion disagrees (the list to send to DFT)")
+    ] = None,
+    settled_by_prescreen: Annotated[bool | None, Query(description="Verdicts the prescreen gave alone")] = None,
     sort: Annotated[str, Query(pattern=SORT_PATTERN, description="Field, '-' prefix for descending")] = "id",
     page: Annotated[int, Query(ge=1, le=ID_MAX)] = 1,
     per_page: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -58,6 +67,9 @@ def read_candidates(
         crystal_system=crystal_system,
         min_frequency_gte=min_frequency_gte,
         min_frequency_lte=min_frequency_lte,
+        stable_by_both=stable_by_both,
+        agreement=agreement,
+        settled_by_prescreen=settled_by_prescreen,
     )
     rows, total = list_candidates(session, filters=filters, sort=sort, offset=(page - 1) * per_page, limit=per_page)
     return CandidatePage(
@@ -184,4 +196,16 @@ def get_verdict_out(verdict: Verdict) -> VerdictOut:
         potential=verdict.potential_name,
         potential_warning=verdict.potential_warning,
         settings_hash=verdict.settings_hash,
+        settled_by_prescreen=verdict.settled_by_prescreen,
+        second_opinion=SecondOpinionOut(
+            potential=verdict.second_potential,
+            verdict=verdict.second_verdict,
+            min_frequency_thz=verdict.second_min_frequency_thz,
+        )
+        if verdict.second_potential and verdict.second_verdict
+        else None,
+        agreement=verdict.agreement,
+        stable_by_both=(
+            opinions.stable_by_both(verdict.verdict, verdict.second_verdict) if verdict.second_verdict else None
+        ),
     )

@@ -29,7 +29,10 @@ def read_stability(
     return StabilityReport(group_by=group_by, rows=rows, total=_row(StabilityCounts(group="all", **counts)))
 
 
-_COUNTS = ("submitted", "screened", "relaxed", "stable", "stable_phononbench", "stable_phononbench_v3")
+_COUNTS = (
+    "submitted", "screened", "relaxed", "stable", "stable_phononbench", "stable_phononbench_v3", "second_opinions",
+    "stable_by_both",
+)  # fmt: skip
 
 
 def _row(counts: StabilityCounts) -> ReportRow:

@@ -26,6 +26,18 @@ import click
 @click.option("--generator", "-g", default=None, help="Name of the generative model that made them.")
 @click.option("--protocol", default=None, help="default | phononbench (server default if omitted).")
 @click.option("--potential", default=None, help="auto | sevennet-0 | ... (server default if omitted).")
+@click.option(
+    "--prescreen", default=None, metavar="POTENTIAL", help="A cheap potential that screens first (API field)."
+)
+@click.option(
+    "--prescreen-margin",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="THz below 0 a prescreen instability must reach to settle (server default if omitted).",
+)
+@click.option(
+    "--second-opinion", default=None, metavar="POTENTIAL", help="Another potential's verdict after the main one."
+)
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Follow progress until done.")
 @click.option("--timeout", type=float, default=None, help="Give up waiting after this many seconds.")
 def submit(
@@ -35,6 +47,9 @@ def submit(
     generator: str | None,
     protocol: str | None,
     potential: str | None,
+    prescreen: str | None,
+    prescreen_margin: float | None,
+    second_opinion: str | None,
     wait: bool,
     timeout: float | None,
 ) -> None:
@@ -44,7 +59,15 @@ def submit(
     files = [p for path in paths for p in ([path] if path.is_file() else sorted(_files_under(path)))]
     if not files:
         raise click.ClickException("no files to submit")
-    data = {k: v for k, v in {"generator": generator, "protocol": protocol, "potential": potential}.items() if v}
+    fields = {
+        "generator": generator,
+        "protocol": protocol,
+        "potential": potential,
+        "prescreen": prescreen,
+        "prescreen_margin_thz": None if prescreen_margin is None else str(prescreen_margin),
+        "second_opinion": second_opinion,
+    }
+    data = {k: v for k, v in fields.items() if v}
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     with httpx.Client(base_url=url.rstrip("/"), timeout=120, headers=headers) as client:
         handles = [("files", (f.name, f.read_bytes())) for f in files]
@@ -104,18 +127,32 @@ def format_summary(client, *, batch: dict) -> str:
         if len(items) >= data["total"] or not data["items"]:
             break
         page += 1
-    lines = [f"{'id':>6}  {'name':<32} {'formula':<12} {'verdict':<13} {'min THz':>8}  space group after"]
+    second = batch.get("second_opinion")
+    extra = f"  {'2nd opinion':<13}" if second else ""
+    lines = [f"{'id':>6}  {'name':<32} {'formula':<12} {'verdict':<15} {'min THz':>8}{extra}  space group after"]
     for item in items:
         v = item["verdict"] or {}
         freq = v.get("min_frequency_thz")
+        verdict = (v.get("verdict") or item["status"] or "-") + (" (pre)" if v.get("settled_by_prescreen") else "")
+        if second:
+            extra = f"  {(v.get('second_opinion') or {}).get('verdict') or '-':<13}"
         lines.append(
-            f"{item['id']:>6}  {item['name'][:32]:<32} {item['reduced_formula'][:12]:<12} "
-            f"{v.get('verdict') or item['status'] or '-':<13} "
-            f"{'' if freq is None else f'{freq:.3f}':>8}  {v.get('spacegroup_after') or ''}"
+            f"{item['id']:>6}  {item['name'][:32]:<32} {item['reduced_formula'][:12]:<12} {verdict:<15} "
+            f"{'' if freq is None else f'{freq:.3f}':>8}{extra}  {v.get('spacegroup_after') or ''}"
         )
     c = batch["counts"]
     lines.append(
         f"stable {c['stable']}, unstable {c['unstable']}, relax_failed {c['relax_failed']}, "
         f"failed {c['verdict_failed'] + c['failed']} of {batch['accepted']} screened"
     )
+    if batch.get("prescreen"):
+        lines.append(
+            f"prescreen {batch['prescreen']} (margin {batch['prescreen_margin_thz']} THz): "
+            f"settled {c['settled_by_prescreen']}"
+        )
+    if second:
+        lines.append(
+            f"second opinion {second}: agree {c['agree']}, disagree {c['disagree']}, "
+            f"stable by both {c['stable_by_both']}"
+        )
     return "\n".join(lines)

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from models import Batch, Candidate, Screening
 from tests.service.conftest import al_cif, nacl_cif, si_cif
 from tests.service.test_liveness import add_worker
+from workers.screening.opinions import DEFAULT_PRESCREEN_MARGIN_THZ
 
 pytestmark = pytest.mark.service
 
@@ -117,6 +118,89 @@ def test_reports_and_verdicts_show_both_phononbench_criteria(client, db_session)
     assert report["total"]["stable_phononbench_v3"] >= 2
     verdict = client.get(f"/api/v1/candidates/{ids[1]}").json()["verdict"]
     assert (verdict["stable_phononbench"], verdict["stable_phononbench_v3"]) == (False, True)
+
+
+def test_prescreen_and_second_opinion_are_stored_counted_and_filtered(client, db_session):
+    """The batch keeps its other potentials; verdicts carry theirs; `stable_by_both` and
+    `agreement=false` (the list for DFT) filter the candidates; duplicates need the same opinions."""
+    from models.crud import claim_screenings, save_verdict
+    from tests.service.test_models import _verdict
+
+    structures = [{"name": n, "cif": c} for n, c in (("si", si_cif()), ("al", al_cif()), ("nacl", nacl_cif()))]
+    settings = {"potential": "sevennet-l3i5", "prescreen": "sevennet-0", "second_opinion": "chgnet-0.3.0"}
+    response = client.post("/api/v1/batches", json={"generator": "two", "structures": structures, **settings})
+    assert response.status_code == 202, response.text
+    batch_id = response.json()["id"]
+    batch = client.get(f"/api/v1/batches/{batch_id}").json()
+    assert {k: batch[k] for k in settings} == settings
+    assert batch["prescreen_margin_thz"] == pytest.approx(DEFAULT_PRESCREEN_MARGIN_THZ)  # the default, stored
+
+    ids = [s["candidate_id"] for s in response.json()["structures"]]
+    screenings = [db_session.scalar(select(Screening.id).where(Screening.candidate_id == i)) for i in ids]
+    claim_screenings(db_session, ids=screenings, worker="w", task_id="t")
+    said = [  # Si stable by both, Al stable but not by CHGNet, NaCl settled by the prescreen
+        {"second_potential": "chgnet-0.3.0", "second_verdict": "stable", "agreement": True},
+        {"second_potential": "chgnet-0.3.0", "second_verdict": "unstable", "agreement": False},
+        {"settled_by_prescreen": True, "potential_name": "sevennet-0", "min_frequency_thz": -2.5},
+    ]
+    for screening_id, verdict, extra in zip(screenings, ("stable", "stable", "unstable"), said, strict=True):
+        assert save_verdict(db_session, screening_id=screening_id, values=_verdict(verdict) | extra)
+
+    counts = client.get(f"/api/v1/batches/{batch_id}").json()["counts"]
+    assert {k: counts[k] for k in ("settled_by_prescreen", "agree", "disagree", "stable_by_both")} == {
+        "settled_by_prescreen": 1,
+        "agree": 1,
+        "disagree": 1,
+        "stable_by_both": 1,
+    }
+
+    def names(**params) -> list[str]:
+        page = client.get("/api/v1/candidates", params={"batch_id": batch_id, **params}).json()
+        return sorted(i["reduced_formula"] for i in page["items"])
+
+    assert names(stable_by_both="true") == ["Si"]
+    assert names(stable_by_both="false") == ["Al", "NaCl"]
+    assert names(agreement="false") == ["Al"]
+    assert names(settled_by_prescreen="true") == ["NaCl"]
+    al = client.get(f"/api/v1/candidates/{ids[1]}").json()["verdict"]
+    assert al["second_opinion"] == {"potential": "chgnet-0.3.0", "verdict": "unstable", "min_frequency_thz": None}
+    assert al["agreement"] is False and al["stable_by_both"] is False and not al["settled_by_prescreen"]
+    nacl = client.get(f"/api/v1/candidates/{ids[2]}").json()["verdict"]
+    assert nacl["settled_by_prescreen"] and nacl["potential"] == "sevennet-0" and nacl["second_opinion"] is None
+    report = client.get("/api/v1/reports/stability", params={"batch_id": batch_id}).json()
+    assert (report["total"]["second_opinions"], report["total"]["stable_by_both"]) == (2, 1)
+
+    # the same crystals again: shared only under the very same opinions (margin included)
+    again = client.post("/api/v1/batches", json={"structures": structures[:1], **settings}).json()
+    assert again["duplicates"] == 1
+    for other in ({"prescreen_margin_thz": 2.0}, {"second_opinion": None}, {"prescreen": "chgnet-0.3.0"}):
+        created = client.post("/api/v1/batches", json={"structures": structures[:1], **settings, **other}).json()
+        assert created["duplicates"] == 0, other
+    # the multipart form takes the same fields
+    form = _upload(client, [("si.cif", si_cif())], **settings, prescreen_margin_thz="2.0")
+    assert form.status_code == 202, form.text
+    assert client.get(f"/api/v1/batches/{form.json()['id']}").json()["prescreen_margin_thz"] == 2.0
+
+
+@pytest.mark.parametrize(
+    ("fields", "code"),
+    [
+        ({"prescreen": "gpt-5"}, "unknown_prescreen"),
+        ({"second_opinion": "gpt-5"}, "unknown_second_opinion"),
+        ({"potential": "sevennet-0", "prescreen": "sevennet-0"}, "same_prescreen"),
+        ({"potential": "sevennet-0", "second_opinion": "sevennet-0"}, "same_second_opinion"),
+        ({"prescreen_margin_thz": 1.5}, "margin_without_prescreen"),
+    ],
+)
+def test_bad_opinions_are_422_naming_the_field(client, db_session, fields, code):
+    body = {"structures": [{"name": "si", "cif": si_cif()}], **fields}
+    response = client.post("/api/v1/batches", json=body)
+    assert response.status_code == 422 and response.json()["detail"]["code"] == code, response.text
+    form = _upload(client, [("si.cif", si_cif())], **{k: str(v) for k, v in fields.items()})
+    assert form.status_code == 422 and form.json()["detail"]["code"] == code, form.text
+    negative = {"structures": body["structures"], "prescreen": "chgnet-0.3.0", "prescreen_margin_thz": -1}
+    assert client.post("/api/v1/batches", json=negative).status_code == 422
+    assert _counts(db_session) == (0, 0, 0)
 
 
 def test_mixed_upload_is_202_and_lists_the_rejected(client, db_session):

@@ -55,7 +55,15 @@ def _wait_ready(url: str, *, process: subprocess.Popen, log: Path, timeout_s: fl
     raise AssertionError(f"{url} not ready:\n{log.read_text()[-3000:]}")
 
 
-def _submit_and_check(url: str, tmp_path: Path, *, env: dict[str, str], logs: list[Path], execution: str) -> None:
+def _submit_and_check(
+    url: str,
+    tmp_path: Path,
+    *,
+    env: dict[str, str],
+    logs: list[Path],
+    execution: str,
+    second_opinion: str | None = None,
+) -> None:
     files = []
     for name, cif in (("Si.cif", si_cif()), ("Al.cif", al_cif())):
         (tmp_path / name).write_text(cif)
@@ -76,6 +84,7 @@ def _submit_and_check(url: str, tmp_path: Path, *, env: dict[str, str], logs: li
             "sevennet-0",
             "--timeout",
             "1200",
+            *(["--second-opinion", second_opinion] if second_opinion else []),
         ],
         env=env,
         capture_output=True,
@@ -108,11 +117,30 @@ def _submit_and_check(url: str, tmp_path: Path, *, env: dict[str, str], logs: li
     batch_id = page["items"][0]["batch_id"]
     batch = httpx.get(f"{url}/api/v1/batches/{batch_id}").json()
     assert batch["status"] == "done" and batch["progress"] == 1.0 and batch["counts"]["stable"] == 2
+    if second_opinion:
+        _check_second_opinion(url, batch, page["items"], second_opinion)
     report = httpx.get(f"{url}/api/v1/reports/stability", params={"group_by": "crystal_system"}).json()
     assert (
         report["total"]["stable"] == 2
         and report["total"]["stable_rate"] == 1.0 == report["total"]["stable_rate_relaxed"]
     )
+
+
+def _check_second_opinion(url: str, batch: dict, items: list[dict], potential: str) -> None:
+    """The worker ran the second potential on each relaxed structure; the API stores and counts it."""
+    assert batch["second_opinion"] == potential
+    both = 0
+    for item in items:
+        verdict = item["verdict"]
+        second = verdict["second_opinion"]
+        assert second["potential"] == potential and second["verdict"] in ("stable", "unstable"), verdict
+        assert verdict["agreement"] == (second["verdict"] == verdict["verdict"]), verdict
+        assert verdict["stable_by_both"] == (second["verdict"] == verdict["verdict"] == "stable"), verdict
+        both += verdict["stable_by_both"]
+    counts = batch["counts"]
+    assert counts["agree"] + counts["disagree"] == len(items) and counts["stable_by_both"] == both
+    listed = httpx.get(f"{url}/api/v1/candidates", params={"batch_id": batch["id"], "stable_by_both": True}).json()
+    assert listed["total"] == both
 
 
 @pytest.mark.service
@@ -140,7 +168,15 @@ def test_postgres_redis_separate_api_and_worker(tmp_path, redis_broker):
             _process([*CLI, "api", "--port", str(port)], env=env, log=api_log) as api,
         ):
             _wait_ready(url, process=api, log=api_log)
-            _submit_and_check(url, tmp_path, env=env, logs=[worker_log, api_log], execution="eager")
+            # and with a second opinion: CHGNet re-screens each relaxed structure in the same worker
+            _submit_and_check(
+                url,
+                tmp_path,
+                env=env,
+                logs=[worker_log, api_log],
+                execution="eager",
+                second_opinion="chgnet-0.3.0",
+            )
     finally:
         drop_database(db_url)
 

@@ -43,6 +43,44 @@ class Opinions:
             raise ValueError(f"prescreen margin must be >= 0 THz, not {self.prescreen_margin_thz}")
 
 
+@dataclass(frozen=True, kw_only=True)
+class OpinionNames:
+    """The other potentials of a run by name, as a batch stores them: what the service and the CLI
+    both check (`problem`), label (`label`) and compare (two runs share verdicts only when equal)."""
+
+    prescreen: str | None = None
+    prescreen_margin_thz: float | None = None  # None with a prescreen: DEFAULT_PRESCREEN_MARGIN_THZ
+    second_opinion: str | None = None
+
+    @property
+    def margin_thz(self) -> float | None:
+        """The margin that applies: None without a prescreen."""
+        if self.prescreen is None:
+            return None
+        return DEFAULT_PRESCREEN_MARGIN_THZ if self.prescreen_margin_thz is None else self.prescreen_margin_thz
+
+    def resolved(self) -> OpinionNames:
+        """With the margin that applies filled in (or dropped without a prescreen): the form to store."""
+        return dataclasses.replace(self, prescreen_margin_thz=self.margin_thz)
+
+    def problem(self, *, potential: str, known: tuple[str, ...]) -> tuple[str, str] | None:
+        """(code, message) when these opinions cannot go with main `potential`, else None."""
+        for field, name in (("prescreen", self.prescreen), ("second_opinion", self.second_opinion)):
+            if name is not None and name not in known:
+                return f"unknown_{field}", f"{field} {name!r}; choose one of {list(known)}"
+            if name is not None and name == potential:
+                return f"same_{field}", f"{field} {name!r} is the main potential: choose another one"
+        margin = self.prescreen_margin_thz
+        if margin is not None and self.prescreen is None:
+            return "margin_without_prescreen", "prescreen_margin_thz is set but no prescreen potential is"
+        if margin is not None and not (0 <= margin < float("inf")):
+            return "bad_prescreen_margin", f"prescreen_margin_thz must be a finite number >= 0, not {margin}"
+        return None
+
+    def label(self, potential: str) -> str:
+        return run_label(potential, prescreen=self.prescreen, second_opinion=self.second_opinion)
+
+
 def run_label(potential: str, *, prescreen: str | None = None, second_opinion: str | None = None) -> str:
     """What a run used, as the CLI keys its rows by: `sevennet-l3i5+prescreen:sevennet-0+second:chgnet-0.3.0`."""
     parts = [potential]

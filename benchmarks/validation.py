@@ -89,6 +89,9 @@ class Outcome:
     second_opinion: dict[str, Any] | None = None
     prescreen: dict[str, Any] | None = None
     missing: list[str] = field(default_factory=list)
+    # crystals the incommensurate-only rule re-checked in a larger supercell: the first supercell's
+    # worst mode, and what the re-check decided
+    rechecked: list[dict[str, Any]] = field(default_factory=list)
 
 
 def load_crystals(manifest: Path = SET / "crystals.yaml") -> list[dict[str, Any]]:
@@ -174,6 +177,7 @@ def evaluate(
     correct = pb_correct = 0
     second = {"potential": run.second_opinion, "correct": 0, "both_correct": 0, "disagree": 0, "wrong": []}
     settled = settled_correct = 0
+    rechecked = []
     for crystal in crystals:
         expected, row = crystal["expected"], rows.get(f"{crystal['id']}.cif")
         by_label[expected][1] += 1
@@ -208,6 +212,14 @@ def evaluate(
                 second["wrong"].append(
                     {"id": crystal["id"], "expected": expected, "got": got2, "min_frequency_thz": freq}
                 )
+        if first := (row or {}).get("confirmation_of"):
+            worst = (first.get("worst_mode") or {}).get("frequency_thz")
+            rechecked.append(
+                {
+                    "id": crystal["id"], "expected": expected, "first_supercell_atoms": first.get("n_supercell_atoms"),
+                    "first_min_thz": worst, "got": got, "min_frequency_thz": (row or {}).get("min_frequency_thz"),
+                }
+            )  # fmt: skip
         if run.prescreen and (row or {}).get("settled_by_prescreen"):
             settled += 1
             settled_correct += ok
@@ -222,7 +234,7 @@ def evaluate(
         wall_s=wall_s, second_opinion=second if run.second_opinion else None,
         prescreen={"potential": run.prescreen, "settled": settled, "settled_correct": settled_correct}
         if run.prescreen else None,
-        missing=missing,
+        missing=missing, rechecked=rechecked,
     )  # fmt: skip
 
 
@@ -248,6 +260,10 @@ def _pct(a: int, b: int) -> str:
     return f"{a}/{b} ({100 * a / b:.0f} %)" if b else "0/0"
 
 
+def _thz(value: Any) -> str:
+    return f"{value:.2f}" if isinstance(value, (int, float)) else "-"
+
+
 def format_outcome(o: Outcome) -> str:
     """The lines printed for one run."""
     t = o.time_per_structure_s
@@ -271,6 +287,14 @@ def format_outcome(o: Outcome) -> str:
     lines.append(f"  time per structure: mean {mean}, median {median} (rows' total_time_s); wall this run {wall}")
     if o.missing:
         lines.append(f"  no result for: {', '.join(o.missing)}")
+    if o.rechecked:
+        lines.append(f"  re-checked in a larger supercell (instability only at incommensurate q) ({len(o.rechecked)}):")
+        for r in o.rechecked:
+            first, final = r["first_min_thz"], r["min_frequency_thz"]
+            lines.append(
+                f"    {r['id']:26s} {r['first_supercell_atoms'] or '?':>4} atoms {_thz(first)} THz -> "
+                f"{r['got']} {_thz(final)} THz (expected {r['expected']})"
+            )
     if o.wrong:
         lines.append(f"  wrong ({len(o.wrong)}):")
         lines.append(f"    {'id':26s} {'expected':9s} {'got':13s} {'min THz':>9s}  reason")

@@ -131,3 +131,27 @@ def test_refuses_options_the_cli_lacks(bench: ModuleType, monkeypatch: pytest.Mo
     monkeypatch.setattr(bench, "screen", lambda *a, **k: pytest.fail("nothing may run"))
     assert bench.main(["--prescreen", "chgnet-0.3.0", "--only", "si_diamond"]) == 2
     assert "no --prescreen option yet" in capsys.readouterr().err
+
+
+def test_prescreen_replay_settles_by_the_workers_rule_and_counts_time() -> None:
+    margin = _module(ROOT / "benchmarks" / "prescreen_margin.py", "prescreen_margin_benchmark")
+    main = {
+        "a.cif": {"verdict": "stable", "timings_s": {"total": 10.0}},
+        "b.cif": {"verdict": "unstable", "min_frequency_thz": -3.0, "timings_s": {"total": 10.0}},
+        "c.cif": {"verdict": "stable", "timings_s": {"total": 10.0}},
+    }
+    pre = {
+        "a.cif": {"verdict": "stable", "min_frequency_thz": 0.0, "timings_s": {"total": 1.0}},
+        "b.cif": {"verdict": "unstable", "min_frequency_thz": -4.0, "timings_s": {"total": 1.0}},
+        "c.cif": {"verdict": "unstable", "min_frequency_thz": -1.5, "timings_s": {"total": 1.0}},
+        "x.cif": {"verdict": "unstable", "min_frequency_thz": -9.0, "timings_s": {"total": 1.0}},  # main lacks it
+    }
+    expected = {"a.cif": "stable", "b.cif": "unstable", "c.cif": "stable"}
+    deep = margin.replay(main, pre, margin_thz=2.0, expected=expected)
+    assert deep["n"] == 3 and deep["settled"] == ["b.cif"] and deep["changed"] == []
+    assert deep["time_with_prescreen_s"] == pytest.approx(3 * 1.0 + 2 * 10.0) and deep["time_main_s"] == 30.0
+    assert (deep["right_main"], deep["right_with_prescreen"]) == (3, 3)
+    shallow = margin.replay(main, pre, margin_thz=1.0, expected=expected)
+    assert shallow["settled"] == ["b.cif", "c.cif"] and [c["name"] for c in shallow["changed"]] == ["c.cif"]
+    assert shallow["right_with_prescreen"] == 2 and shallow["time_ratio"] == pytest.approx(13 / 30)
+    assert "2.0" in margin.format_table([deep, shallow], labelled=True)

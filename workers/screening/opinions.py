@@ -140,9 +140,12 @@ def summarize_opinions(rows: list[Mapping[str, Any]]) -> dict[str, Any] | None:
 
 def settles(result: ScreeningResult, *, margin_thz: float) -> bool:
     """Whether a prescreen result stands as the verdict: unstable, its worst mode below -margin."""
-    return (
-        result.verdict == "unstable" and result.min_frequency_thz is not None and result.min_frequency_thz < -margin_thz
-    )
+    return would_settle(result.verdict, result.min_frequency_thz, margin_thz=margin_thz)
+
+
+def would_settle(verdict: str | None, min_frequency_thz: float | None, *, margin_thz: float) -> bool:
+    """`settles` on a stored row's verdict and worst frequency (benchmarks replay it at other margins)."""
+    return verdict == "unstable" and min_frequency_thz is not None and min_frequency_thz < -margin_thz
 
 
 def opinion_of(result: ScreeningResult) -> Opinion:

@@ -221,3 +221,37 @@ def test_jobs_two_processes_write_every_row(tmp_path: Path, examples_dir: Path) 
     assert {json.loads(line)["provenance"]["potential"]["execution"] for line in lines} == {"eager"}
     kept = list((out / "structures").glob("*/phonopy_params.yaml.xz"))
     assert len(kept) == 1  # Al; SrTiO3 was settled at Γ, with no supercell to keep
+
+
+def test_worker_processes_end_when_the_cli_is_killed(tmp_path: Path, examples_dir: Path) -> None:
+    """A killed `screen --jobs 2` leaves no worker computing for nobody (they used to run on for
+    as long as their structure took)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    files = [str(examples_dir / name) for name in ("Al_fcc.cif", "SrTiO3_cubic.cif", "Si_diamond.cif")]
+    cmd = [sys.executable, "-m", "app.cli", "screen", *files, "--potential", "sevennet-0", "--jobs", "2"]
+    cmd += ["--compile", "off", "--out", str(tmp_path / "out")]
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    cli = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        workers: list[psutil.Process] = []
+        while time.monotonic() < deadline and len(workers) < 2:
+            assert cli.poll() is None, "the run ended before its workers were busy"
+            kids = psutil.Process(cli.pid).children(recursive=True)
+            # busy: past the initializer (which starts the watch) and into the potential's load
+            workers = [p for p in kids if "spawn_main" in " ".join(p.cmdline()) and p.cpu_times().user > 3]
+            time.sleep(0.5)
+        assert len(workers) == 2, "two worker processes never got busy"
+        cli.send_signal(signal.SIGKILL)
+        cli.wait()
+        gone, alive = psutil.wait_procs(workers, timeout=30)
+        assert not alive, f"workers still running after the CLI died: {alive}"
+    finally:
+        if cli.poll() is None:
+            os.killpg(cli.pid, signal.SIGKILL)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -118,7 +119,7 @@ def screen_parallel(
         max_workers=min(layout.processes, max(1, len(originals))),
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_init_worker,
-        initargs=(potential, layout.threads_per_process, opinions),
+        initargs=(potential, layout.threads_per_process, opinions, os.getpid()),
     ) as pool:
         futures = {pool.submit(_screen_one, items[i], protocol, keep_force_constants, stage_log): i for i in originals}
         for future in as_completed(futures):
@@ -176,8 +177,24 @@ def _load(spec: PotentialSpec) -> LoadedPotential:
     )  # fmt: skip
 
 
-def _init_worker(potential: PotentialSpec, threads: int, opinions: OpinionSpecs) -> None:
+def _exit_with_parent(parent: int, *, every_s: float = 1.0) -> None:
+    """End this worker when the process that started it is gone (killed, Ctrl-C'd twice): its
+    results would have nowhere to go, and a structure can take minutes. The pool notices a dead
+    worker, not a dead parent."""
+    import threading
+
+    def watch() -> None:
+        while True:
+            time.sleep(every_s)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _init_worker(potential: PotentialSpec, threads: int, opinions: OpinionSpecs, parent: int) -> None:
     global _POTENTIAL, _OPINIONS
+    _exit_with_parent(parent)
     _limit_threads(threads)
     _POTENTIAL = _load(potential)
     _OPINIONS = opinions.load()

@@ -106,6 +106,61 @@ def test_an_input_that_fails_eager_too_does_not_turn_compile_off() -> None:
     assert model(_Data(2.0)) == 2.0
 
 
+def _graph_model(monkeypatch: pytest.MonkeyPatch, *, fits: set[str]) -> CompiledModel:
+    """A one-graph CompiledModel whose graph `g` runs only when `g in fits`; elsewhere its guard
+    fails, as torch's does (the message is torch's)."""
+
+    def run_graph(graph: str, data: _Data) -> float:
+        if graph not in fits:
+            raise RuntimeError("GuardManager check failed: GLOBAL_STATE changed: num_threads")
+        return data.value * 10
+
+    monkeypatch.setattr(compiled, "run_graph", run_graph)
+    model = CompiledModel(lambda data: data.value * 2)
+    model._graph, model._example = "saved", object()
+    model._compiled = model._call_graph
+    return model
+
+
+def test_failed_guards_are_counted_and_never_reported_as_compiled(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = _graph_model(monkeypatch, fits=set())
+    before = model.calls()
+    assert [model(_Data(1.0)) for _ in range(3)] == [2.0, 2.0, 2.0]  # eager's answer
+    compiled_calls, eager_calls = (now - then for now, then in zip(model.calls(), before, strict=True))
+    assert (compiled_calls, eager_calls) == (0, 3) and model.eager_calls == 3
+    assert model.execution_of(compiled_calls, eager_calls).startswith(
+        "eager (torch.compile loaded, every call ran eager"
+    )
+    assert model.execution_of(2, 1) == "torch.compile, 1 of 3 calls eager (inputs outside the compiled graph)"
+    assert model.execution_of(4, 0) == "torch.compile"
+
+
+def test_a_graph_that_falls_back_at_warm_up_is_compiled_afresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = _graph_model(monkeypatch, fits={"fresh"})
+    fresh_calls = []
+
+    def full_graph(eager, example, *, cache, fresh=False):
+        fresh_calls.append(fresh)
+        return "fresh", "compiled now"
+
+    monkeypatch.setattr(compiled, "_full_graph", full_graph)
+    model.settle_warm_up(lambda: model(_Data(1.0)))
+    assert fresh_calls == [True] and model.failure is None
+    assert model.how == "compiled now (the first graph fell back to eager at warm-up)"
+    before = model.calls()
+    assert model(_Data(1.0)) == 10.0 and model.calls()[0] == before[0] + 1  # the graph, compiled
+    assert model.execution == "torch.compile"
+
+
+def test_a_graph_that_still_falls_back_switches_to_eager_with_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = _graph_model(monkeypatch, fits=set())
+    monkeypatch.setattr(compiled, "_full_graph", lambda *a, **k: ("fresh", "compiled now"))
+    with pytest.warns(CompileFallbackWarning, match="ran eager on its own warm-up cell"):
+        model.settle_warm_up(lambda: model(_Data(1.0)))
+    assert model.execution.startswith("eager (torch.compile failed: the compiled graph ran eager")
+    assert model(_Data(1.0)) == 2.0
+
+
 def _evaluate_with(calc, atoms) -> tuple:
     probe = atoms.copy()
     probe.calc = calc

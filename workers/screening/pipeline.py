@@ -224,6 +224,7 @@ def screen_structure(
     `keep_force_constants` attaches the final run's phonopy_params yaml (xz) to the result.
     """
     timings = StageTimes(log=stage_log)
+    calls = potential.call_counts()
     try:
         result, phonon = _screen(
             structure, name=name, protocol=protocol, potential=potential, timings=timings, prerelaxed=relaxed
@@ -231,13 +232,23 @@ def screen_structure(
     except Exception as exc:  # noqa: BLE001 - a verdict must come back for every structure
         reason = f"{type(exc).__name__}: {exc}".strip()
         tb = traceback.format_exc(limit=3)
-        return failed_result(name, structure, protocol, potential, reason=reason, timings=timings, trace=tb)
+        result = failed_result(name, structure, protocol, potential, reason=reason, timings=timings, trace=tb)
+        return _with_calls(result, potential, calls)
+    result = _with_calls(result, potential, calls)
     if keep_force_constants and phonon is not None:
         import lzma
 
         text = str(phonon.to_phonopy_yaml(settings={"force_constants": True}))
         result = dataclasses.replace(result, phonopy_params_xz=lzma.compress(text.encode()))
     return result
+
+
+def _with_calls(result: ScreeningResult, potential: LoadedPotential, before: tuple[int, int] | None) -> ScreeningResult:
+    """The result with its potential's provenance for this screening's calls (what really ran)."""
+    if before is None:
+        return result
+    provenance = dataclasses.replace(result.provenance, potential=potential.info_since(before))
+    return dataclasses.replace(result, provenance=provenance)
 
 
 def _screen(

@@ -70,8 +70,13 @@ class PotentialInfo:
     device: str  # "cpu" or "cuda"
     requested: str = ""  # what the user asked for, e.g. "auto"
     warning: str | None = None  # e.g. why `auto` fell back to SevenNet
-    # how the model ran: "eager", "torch.compile", or "eager (torch.compile failed: ...)"
+    # how the model ran: "eager", "torch.compile", "torch.compile, k of n calls eager", or
+    # "eager (...)" when a compiled model ran eager (failed, or every call fell back)
     execution: str = "eager"
+    # a compiled model's calls during this screening: through the compiled graph, and eager
+    # (inputs outside it, e.g. a 1-atom cell); None when the model is not compiled
+    compiled_calls: int | None = None
+    eager_calls: int | None = None
 
 
 @dataclass(frozen=True)

@@ -143,10 +143,13 @@ class CompiledModel:
         self.eager = model
         self.failure: str | None = None
         self.how = "compiled per module"
-        self.eager_calls = 0
+        self.eager_calls = 0  # this process, every thread
+        self.compiled_calls = 0
         self._lock = threading.Lock()
+        self._tally = threading.local()  # this thread's (compiled, eager) calls: one screening runs in one thread
         self._note = ""
         self._graph = None
+        self._example, self._cache = example, cache
         if example is not None:
             try:
                 self._graph, self.how = _full_graph(model, example, cache=cache)
@@ -158,23 +161,77 @@ class CompiledModel:
             self._compiled = self._call_graph
         else:
             # dynamic=True: one set of graphs for every cell size (atoms and edges vary).
-            self._compiled = torch.compile(model, dynamic=True)
+            modules = torch.compile(model, dynamic=True)
+
+            def call_modules(data: Any) -> Any:
+                out = modules(data)
+                self._count(compiled=True)
+                return out
+
+            self._compiled = call_modules
 
     @property
     def execution(self) -> str:
+        """How the model runs now: compiled, or eager for good after a failure."""
         if self.failure is not None:
             return f"eager (torch.compile failed: {self.failure})"
         return "torch.compile" + self._note
 
+    def calls(self) -> tuple[int, int]:
+        """(compiled, eager) calls made by this thread so far."""
+        return getattr(self._tally, "compiled", 0), getattr(self._tally, "eager", 0)
+
+    def execution_of(self, compiled: int, eager: int) -> str:
+        """What ran in a span of `compiled` compiled and `eager` eager calls (one screening's):
+        never "torch.compile" when the compiled graph was not what computed the forces."""
+        if eager == 0:
+            return self.execution
+        if compiled == 0:
+            why = f": {self.failure}" if self.failure else " (inputs outside the compiled graph, or its guards failed)"
+            return f"eager (torch.compile loaded, every call ran eager{why})"
+        return f"torch.compile, {eager} of {compiled + eager} calls eager (inputs outside the compiled graph)"
+
+    def _count(self, *, compiled: bool) -> None:
+        key = "compiled" if compiled else "eager"
+        setattr(self._tally, key, getattr(self._tally, key, 0) + 1)
+        with self._lock:
+            if compiled:
+                self.compiled_calls += 1
+            else:
+                self.eager_calls += 1
+
+    def settle_warm_up(self, warm_up: Any) -> None:
+        """Run `warm_up()` (a call on a cell the graph was built for) and make sure it ran compiled.
+
+        A graph whose guards fail on that cell would run every call eager: it is compiled afresh
+        (replacing a saved graph that does not fit this process) and warmed up again; if that one
+        falls back too, the model is switched to eager with a warning, never reported as compiled.
+        """
+        for attempt in range(2):
+            before = self.calls()[1]
+            warm_up()
+            if self.failure is not None or self.calls()[1] == before:
+                return
+            if attempt == 0 and self._graph is not None and self._example is not None:
+                logging.getLogger(__name__).warning("the compiled graph ran eager at warm-up; compiling afresh")
+                self._graph, self.how = _full_graph(self.eager, self._example, cache=self._cache, fresh=True)
+                self.how += " (the first graph fell back to eager at warm-up)"
+            else:
+                break
+        with self._lock:
+            self.failure = "the compiled graph ran eager on its own warm-up cell (guards fail in this process)"
+        warnings.warn(f"{self.failure}; running the potential eager", CompileFallbackWarning, stacklevel=2)
+
     def _call_graph(self, data: Any) -> Any:
         try:
-            return run_graph(self._graph, data)
+            out = run_graph(self._graph, data)
         except RuntimeError as exc:
             if "GuardManager check failed" not in str(exc):
                 raise
-            with self._lock:
-                self.eager_calls += 1
+            self._count(compiled=False)
             return self.eager(data)
+        self._count(compiled=True)
+        return out
 
     def __call__(self, data: Any) -> Any:
         if self.failure is None:
@@ -186,6 +243,7 @@ class CompiledModel:
                 # the compiled path stays on. Only a failure that eager does not share is the
                 # compiler's, and switches this model to eager for good.
                 result = self.eager(data)
+                self._count(compiled=False)
                 with self._lock:
                     if self.failure is None:
                         text = str(exc).splitlines()[0] if str(exc) else ""
@@ -196,6 +254,7 @@ class CompiledModel:
                             stacklevel=2,
                         )
                 return result
+        self._count(compiled=False)
         return self.eager(data)
 
     def __getattr__(self, name: str) -> Any:  # the model's attributes (cutoff, type_map, ...)
@@ -242,9 +301,9 @@ def saved_graph_path(model: Any, example: Any, *, cache: Path, threads: int | No
     return cache / f"sevennet-{_cache_key(model, _graph_inputs(example), threads=threads)}.bin"
 
 
-def _full_graph(model: Any, example: Any, *, cache: Path | None) -> tuple[Any, str]:
-    """(compiled one-graph callable, how it was obtained): loaded from `cache`, or compiled (and saved
-    there when `cache` is a folder)."""
+def _full_graph(model: Any, example: Any, *, cache: Path | None, fresh: bool = False) -> tuple[Any, str]:
+    """(compiled one-graph callable, how it was obtained): loaded from `cache` (unless `fresh`), or
+    compiled (and saved there when `cache` is a folder)."""
     import torch
     from torch._dynamo.aot_compile import ModelInput
 
@@ -259,7 +318,7 @@ def _full_graph(model: Any, example: Any, *, cache: Path | None) -> tuple[Any, s
     inputs = _graph_inputs(example)
     path = saved_graph_path(model, example, cache=cache) if cache is not None else None
     with torch._dynamo.config.patch(enable_aot_compile=True, trace_autograd_ops=True):
-        if path is not None and path.is_file():
+        if path is not None and path.is_file() and not fresh:
             try:
                 compiled._load_aot_compiled_module(path.read_bytes())
                 return compiled, f"loaded from {path}"

@@ -82,6 +82,22 @@ class LoadedPotential:
 
         return dataclasses.replace(self.info, execution=self._compiled.execution)
 
+    def call_counts(self) -> tuple[int, int] | None:
+        """(compiled, eager) model calls this thread has made so far; None when not compiled."""
+        return None if self._compiled is None else self._compiled.calls()
+
+    def info_since(self, before: tuple[int, int] | None) -> PotentialInfo:
+        """`current_info()` for the calls made since `call_counts()` returned `before` (one
+        screening): its compiled and eager calls, and `execution` saying which really ran."""
+        info = self.current_info()
+        if self._compiled is None or before is None:
+            return info
+        import dataclasses
+
+        compiled, eager = (now - then for now, then in zip(self._compiled.calls(), before, strict=True))
+        execution = self._compiled.execution_of(compiled, eager)
+        return dataclasses.replace(info, execution=execution, compiled_calls=compiled, eager_calls=eager)
+
 
 _CACHE: dict[tuple[str, str, str, str | None, bool], LoadedPotential] = {}
 _LOCK = threading.Lock()
@@ -298,7 +314,7 @@ def _load_sevennet(
         return calc
 
     if compiled_model is not None:
-        _warm_up(make_calculator())
+        compiled_model.settle_warm_up(lambda: _warm_up(make_calculator()))
     # SevenNet's stress is already ASE's (eV/Å^3, positive = tensile): its calculator negates
     # the model's virial-like output. Checked against finite differences in the tests.
     elements = frozenset(chemical_symbols[int(z)] for z in first.type_map)

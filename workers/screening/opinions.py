@@ -25,9 +25,11 @@ if TYPE_CHECKING:
 
     from workers.screening.potentials.registry import LoadedPotential
 
-# Provisional: the margin in THz below which a prescreen instability is trusted. It is to be chosen
-# from benchmarks/validation.py (verdicts changed) and generator outputs (time saved).
-DEFAULT_PRESCREEN_MARGIN_THZ = 1.0
+# The margin in THz below which a prescreen instability is trusted. Measured on the validation set
+# (`python benchmarks/prescreen_margin.py --set validation`, SevenNet-0 before SevenNet-l3i5,
+# README "Prescreen and second opinion"): SevenNet-0 calls stable LiNbO3 unstable at -2.16 THz where
+# l3i5 is right, so any margin below that loses a right verdict; 2.5 THz changes none of the 44.
+DEFAULT_PRESCREEN_MARGIN_THZ = 2.5
 
 
 @dataclass(frozen=True, kw_only=True)

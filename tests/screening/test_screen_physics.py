@@ -94,6 +94,19 @@ def test_cubic_srtio3_unstable_at_gamma(examples_dir, sevennet):
     assert result.confirmation_of is None  # strong instability: no larger supercell needed
 
 
+def test_gamma_first_is_skipped_for_a_cell_relaxed_from_p1(examples_dir, sevennet):
+    """A generator's P1 cell (CDVAE TiN) relaxes without symmetry constraint: the Γ check could
+    only find a saddle point, so the supercell is computed directly; it has Γ on its path."""
+    result = _screen(_example(examples_dir, "cdvae_eval_gen3_TiN.cif"), sevennet, PHONONBENCH)
+    assert result.relax.spacegroup_before == "P1 (1)"
+    assert result.extra["gamma_first"] == {
+        "skipped": "relaxed from P1, without symmetry constraint: Γ-first cannot settle"
+    }
+    assert "gamma" not in result.timings_s
+    assert result.verdict == "stable" and result.phonons.n_supercell_atoms == 16
+    # (where symmetry held the relaxation the Γ check still runs: cubic SrTiO3, above, is settled there)
+
+
 def test_wurtzite_gan_acoustic_rule(examples_dir, sevennet):
     """SevenNet-0 dips on an acoustic branch next to Γ: noise the elastic tensor excuses."""
     record = _example(examples_dir, "GaN_wurtzite.cif")

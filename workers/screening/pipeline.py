@@ -296,7 +296,14 @@ def _screen(
             elastic_tensor_gpa=None, born_stable=None, thermal=None, bands=None, **common,
         ), None  # fmt: skip
 
-    if protocol.gamma_first:
+    sg_after = cells.get_spacegroup(relaxed, symprec=protocol.symprec)
+    if (
+        protocol.gamma_first
+        and protocol.gamma_first_skip_p1
+        and relax.spacegroup_before == cells.format_spacegroup(("P1", 1))
+    ):
+        extra["gamma_first"] = {"skipped": "relaxed from P1, without symmetry constraint: Γ-first cannot settle"}
+    elif protocol.gamma_first:
         with timings.stage("gamma"):
             check = gamma.check_gamma(relaxed, calculator=calc, settings=protocol, batched=batched)
         extra["gamma_first"] = {
@@ -305,7 +312,7 @@ def _screen(
             "n_displacements": check.n_displacements,
         }
         if gamma.gamma_says_unstable(check, settings=protocol):
-            return _gamma_unstable(relaxed, check, protocol=protocol, timings=timings, common=common), None
+            return _gamma_unstable(relaxed, check, sg_after, protocol=protocol, timings=timings, common=common), None
 
     born: bool | None = None
     tensor = None
@@ -333,7 +340,6 @@ def _screen(
         bands, thermal = get_bands_and_thermal(run.phonon, run.band, protocol)
         n_blind = phonons.count_symmetry_blind_displacements(run.phonon, settings=protocol)
     extra["n_displacements_symmetry_blind"] = n_blind
-    sg_after = cells.get_spacegroup(relaxed, symprec=protocol.symprec)
     worst = run.report.worst
     pb, pb_v3 = _phononbench_criteria(run.summary, protocol)
     timings.close()
@@ -359,7 +365,13 @@ def _screen(
 
 
 def _gamma_unstable(
-    relaxed: Atoms, check: gamma.GammaCheck, *, protocol: ProtocolSettings, timings: StageTimes, common: dict[str, Any]
+    relaxed: Atoms,
+    check: gamma.GammaCheck,
+    sg_after: tuple[str, int],
+    *,
+    protocol: ProtocolSettings,
+    timings: StageTimes,
+    common: dict[str, Any],
 ) -> ScreeningResult:
     """Unstable on the Γ check alone: no supercell was built (and no elastic tensor needed)."""
     mode = Mode(
@@ -380,7 +392,6 @@ def _gamma_unstable(
         worst_path_frequency_thz=float(check.frequencies_thz.min()),
         n_qpoints_checked=1,
     )
-    sg_after = cells.get_spacegroup(relaxed, symprec=protocol.symprec)
     pb, pb_v3 = _phononbench_criteria(run, protocol)
     timings.close()
     return ScreeningResult(

@@ -47,6 +47,12 @@ class ProtocolSettings:
     # `gamma_first_margin_thz` of the tolerance are left to the full calculation.
     gamma_first: bool = False
     gamma_first_margin_thz: float = 0.05
+    # ... but not on a cell whose relaxation started in P1 (no symmetry at `symprec`, so FixSymmetry
+    # held nothing): its Γ modes are the displacements of the atoms within the cell, along which
+    # the relaxation minimised the energy without constraint, so a Γ check can only find what a
+    # saddle point left, and the supercell (Γ is on it) still would. Skipping it cannot change a
+    # verdict, only the cost; measured with `benchmarks/throughput.py` (README, "Throughput").
+    gamma_first_skip_p1: bool = True
     # Deduplication before any compute: "match" = pymatgen StructureMatcher at its default
     # tolerances on primitive cells, within one space group at `symprec` (dedup.py); "exact" = the
     # same input cell up to rotation, translation and atom order (tolerances 1e-3), where the

@@ -76,9 +76,10 @@ class Settings(BaseSettings):
         "auto",
         **_env("PHONONSCREEN_COMPILE"),
         description=(
-            "torch.compile of the potential in workers: auto = SevenNet on a CPU with a C++ compiler "
-            "(faster per force call: benchmarks/compile_forces.py; compiled once per machine, ~2 min, and loaded "
-            "by every later worker process in seconds from PHONONSCREEN_COMPILE_CACHE), on, off."
+            "torch.compile of the potential in workers: auto = SevenNet on a CPU with a C++ compiler, kept only "
+            "where it times faster than eager on the warm-up cell (benchmarks/compile_forces.py; compiled once per "
+            "machine, ~2 min, and loaded by every later worker process in seconds from PHONONSCREEN_COMPILE_CACHE), "
+            "on (compiled whatever it measures), off."
         ),
     )
     compile_cache: Path = Field(

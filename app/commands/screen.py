@@ -259,7 +259,7 @@ def screen(
     click.echo(f"{len(records)} structures; {n_skipped} already done in {out.root}; screening {len(todo)}", err=True)
     spec = PotentialSpec(
         name=potential, device=dev, checkpoint=str(potential_checkpoint) if potential_checkpoint else None,
-        compile="on" if compile_now else "off", compile_cache=settings.compile_cache,
+        compile=(compile_mode or settings.compile) if compile_now else "off", compile_cache=settings.compile_cache,
     )  # fmt: skip
     opinions = OpinionSpecs(
         prescreen=PotentialSpec(name=prescreen, device=dev) if prescreen else None,

@@ -15,8 +15,9 @@ from workers.screening.potentials.compiled import CompiledModel, CompileFallback
 
 def test_decision_auto_compiles_sevennet_on_cpu_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(compiled, "cxx_compiler", lambda: "/usr/bin/g++")
-    assert compile_decision("sevennet-0", device="cpu", mode="auto") == (True, "auto: CPU with a C++ compiler")
-    assert compile_decision("sevennet-l3i5", device="cpu", mode="auto") == (True, "auto: CPU with a C++ compiler")
+    auto = (True, "auto: CPU with a C++ compiler; kept if faster than eager at warm-up")
+    assert compile_decision("sevennet-0", device="cpu", mode="auto") == auto
+    assert compile_decision("sevennet-l3i5", device="cpu", mode="auto") == auto
     use, why = compile_decision("sevennet-0", device="cuda", mode="auto")
     assert not use and "GPU not measured" in why
     assert compile_decision("sevennet-0", device="cuda", mode="on")[0]
@@ -161,6 +162,54 @@ def test_a_graph_that_still_falls_back_switches_to_eager_with_a_warning(monkeypa
     assert model(_Data(1.0)) == 2.0
 
 
+def _timed_model(monkeypatch: pytest.MonkeyPatch, *, compiled_s: float, eager_s: float) -> CompiledModel:
+    """A one-graph stand-in whose compiled and eager calls take the given CPU times."""
+    import time
+
+    def spin(seconds: float) -> None:  # CPU time, which is what the warm-up measurement reads
+        end = time.process_time() + seconds
+        while time.process_time() < end:
+            pass
+
+    def run_graph(graph: str, data: _Data) -> float:
+        spin(compiled_s)
+        return data.value * 10
+
+    def eager(data: _Data) -> float:
+        spin(eager_s)
+        return data.value * 2
+
+    monkeypatch.setattr(compiled, "run_graph", run_graph)
+    model = CompiledModel(eager)
+    model._graph, model._example = "saved", _Data(1.0)
+    model._compiled = model._call_graph
+    return model
+
+
+def test_auto_runs_eager_where_the_compiled_model_is_not_faster_at_warm_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`auto` times both on the warm-up cell: a compiled model slower than eager (a stale graph, a
+    machine where the compiler does not pay) runs eager, and the provenance says why."""
+    model = _timed_model(monkeypatch, compiled_s=0.03, eager_s=0.005)
+    model.keep_if_faster(pairs=3)
+    assert model.declined is not None and model.timing is not None
+    assert model.timing[0] > model.timing[1]
+    assert model.execution.startswith("eager (auto: torch.compile did not pay at warm-up, ")
+    assert "ms compiled vs" in model.execution
+    assert (model.compiled_calls, model.eager_calls) == (0, 0)  # the timing calls are not screening calls
+    before = model.calls()
+    assert model(_Data(1.0)) == 2.0  # eager from now on
+    assert model.calls() == (before[0], before[1] + 1)
+    assert model.execution_of(0, 1) == model.execution
+
+
+def test_auto_keeps_a_compiled_model_that_is_faster_at_warm_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = _timed_model(monkeypatch, compiled_s=0.002, eager_s=0.03)
+    model.keep_if_faster(pairs=3)
+    assert model.declined is None and model.timing is not None
+    assert model.execution.startswith("torch.compile (auto: ") and "ms eager CPU per warm-up call" in model.execution
+    assert model(_Data(1.0)) == 10.0 and model.calls()[0] == 1
+
+
 def _evaluate_with(calc, atoms) -> tuple:
     probe = atoms.copy()
     probe.calc = calc
@@ -232,7 +281,9 @@ def test_compiled_sevennet_gives_eager_forces_and_stress(tmp_path) -> None:
     eager = load_potential("sevennet-0", device="cpu", compile="off")
     fast = load_potential("sevennet-0", device="cpu", compile="auto", compile_cache=tmp_path)
     assert eager.info.execution == "eager"
-    assert fast.info.execution == "torch.compile" == fast.current_info().execution
+    # auto timed both on the warm-up cell and kept the graph: compiling pays on this machine
+    assert fast.info.execution.startswith("torch.compile (auto: ") and fast.current_info() == fast.info
+    assert fast._compiled.timing is not None and fast._compiled.timing[0] < fast._compiled.timing[1]
     assert fast._compiled.how.startswith("compiled now, saved to " + str(tmp_path))
     (saved,) = tmp_path.glob("sevennet-*.bin")
     for atoms in _rattled_cells():
@@ -241,7 +292,7 @@ def test_compiled_sevennet_gives_eager_forces_and_stress(tmp_path) -> None:
     copper = bulk("Cu", "fcc", a=3.55)  # 1 atom: sizes 0 and 1 are never symbolic
     copper.cell[0, 1] += 0.05
     np.testing.assert_allclose(_evaluate(fast, copper)[2], _evaluate(eager, copper)[2], atol=1e-6)
-    assert fast._compiled.eager_calls == 1 and fast.current_info().execution == "torch.compile"
+    assert fast._compiled.eager_calls == 1 and fast.current_info().execution == fast.info.execution
 
     clear_potential_cache()
     again = load_potential("sevennet-0", device="cpu", compile="auto", compile_cache=tmp_path)

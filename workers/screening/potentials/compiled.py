@@ -20,9 +20,11 @@ Saving and loading use torch's ahead-of-time compile of a module (`_aot_compile`
 version pyproject pins): any failure there, at compile or at load, lands on the per-module path or
 a fresh compile, never on a wrong result; the tests compile, save, reload and compare with eager.
 
-`auto` compiles where that was measured: SevenNet on the CPU with a C++ compiler on the machine.
-GPUs are not measured yet (`on` forces it anywhere, at your risk); CHGNet builds its graphs
-in Python and is not compiled. A model whose compiled call fails falls back to eager once, with
+`auto` compiles SevenNet on the CPU with a C++ compiler on the machine, and keeps the compiled model
+only if it is measurably faster than eager on the warm-up cell, timed at load on this machine
+(`CompiledModel.keep_if_faster`: a graph that does not pay on this machine is not used here, whatever
+was measured elsewhere). GPUs are not measured yet (`on` forces it anywhere, at your risk); CHGNet
+builds its graphs in Python and is not compiled. A model whose compiled call fails falls back to eager once, with
 a warning, and the fact is kept in the potential's provenance.
 """
 
@@ -115,7 +117,7 @@ def compile_decision(name: str, *, device: str, mode: str) -> tuple[bool, str]:
         return True, "compile on"
     if not on_cpu:
         return False, "auto compiles on the CPU only (GPU not measured)"
-    return True, "auto: CPU with a C++ compiler"
+    return True, "auto: CPU with a C++ compiler; kept if faster than eager at warm-up"
 
 
 class CompiledModel:
@@ -148,7 +150,10 @@ class CompiledModel:
         self._lock = threading.Lock()
         self._tally = threading.local()  # this thread's (compiled, eager) calls: one screening runs in one thread
         self._note = ""
+        self.declined: str | None = None  # `auto` measured the compiled model slower: it runs eager
+        self.timing: tuple[float, float] | None = None  # (compiled, eager) s per warm-up call, when measured
         self._graph = None
+        self._modules: Any = None
         self._example, self._cache = example, cache
         if example is not None:
             try:
@@ -161,7 +166,7 @@ class CompiledModel:
             self._compiled = self._call_graph
         else:
             # dynamic=True: one set of graphs for every cell size (atoms and edges vary).
-            modules = torch.compile(model, dynamic=True)
+            self._modules = modules = torch.compile(model, dynamic=True)
 
             def call_modules(data: Any) -> Any:
                 out = modules(data)
@@ -175,6 +180,8 @@ class CompiledModel:
         """How the model runs now: compiled, or eager for good after a failure."""
         if self.failure is not None:
             return f"eager (torch.compile failed: {self.failure})"
+        if self.declined is not None:
+            return f"eager ({self.declined})"
         return "torch.compile" + self._note
 
     def calls(self) -> tuple[int, int]:
@@ -184,7 +191,7 @@ class CompiledModel:
     def execution_of(self, compiled: int, eager: int) -> str:
         """What ran in a span of `compiled` compiled and `eager` eager calls (one screening's):
         never "torch.compile" when the compiled graph was not what computed the forces."""
-        if eager == 0:
+        if eager == 0 or self.declined is not None:
             return self.execution
         if compiled == 0:
             why = f": {self.failure}" if self.failure else " (inputs outside the compiled graph, or its guards failed)"
@@ -222,6 +229,46 @@ class CompiledModel:
             self.failure = "the compiled graph ran eager on its own warm-up cell (guards fail in this process)"
         warnings.warn(f"{self.failure}; running the potential eager", CompileFallbackWarning, stacklevel=2)
 
+    def keep_if_faster(self, *, pairs: int = 7, min_speedup: float = 1.05) -> None:
+        """`auto`'s decision, measured here: the compiled model and the eager one evaluate the
+        warm-up cell (`example`) in `pairs` alternating pairs after one untimed call each, timed in
+        CPU seconds of this process (other processes' load changes wall time, not the work); unless
+        the median compiled/eager ratio shows the compiled model at least `min_speedup` times
+        faster, the model runs eager from now on and `execution` says why. Call after
+        `settle_warm_up`. The timed calls are not counted as screening calls."""
+        import time
+
+        if self.failure is not None or self._example is None:
+            return
+
+        def cpu_seconds(call: Any) -> float:
+            data = self._example.clone()
+            start = time.process_time()
+            call(data)
+            return time.process_time() - start
+
+        cpu_seconds(self._uncounted), cpu_seconds(self.eager)
+        timed = [(cpu_seconds(self._uncounted), cpu_seconds(self.eager)) for _ in range(pairs)]
+        median = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
+        compiled_s, eager_s = median([c for c, _ in timed]), median([e for _, e in timed])
+        speedup = median([e / c if c > 0 else float("inf") for c, e in timed])
+        self.timing = (compiled_s, eager_s)
+        measured = (
+            f"{compiled_s * 1e3:.1f} ms compiled vs {eager_s * 1e3:.1f} ms eager CPU per warm-up call, {speedup:.2f}x"
+        )
+        if speedup < min_speedup:
+            with self._lock:
+                self.declined = f"auto: torch.compile did not pay at warm-up, {measured}"
+            logging.getLogger(__name__).warning("running the potential eager: %s", self.declined)
+        else:
+            self._note += f" (auto: {measured})"
+
+    def _uncounted(self, data: Any) -> Any:
+        """One compiled call that no tally sees (the warm-up measurement)."""
+        if self._graph is not None:
+            return run_graph(self._graph, data)
+        return self._modules(data)
+
     def _call_graph(self, data: Any) -> Any:
         try:
             out = run_graph(self._graph, data)
@@ -234,7 +281,7 @@ class CompiledModel:
         return out
 
     def __call__(self, data: Any) -> Any:
-        if self.failure is None:
+        if self.failure is None and self.declined is None:
             try:
                 # on a copy: a call that fails half-way must leave the eager retry its input
                 return self._compiled(data.clone())

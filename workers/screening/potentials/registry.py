@@ -99,7 +99,7 @@ class LoadedPotential:
         return dataclasses.replace(info, execution=execution, compiled_calls=compiled, eager_calls=eager)
 
 
-_CACHE: dict[tuple[str, str, str, str | None, bool], LoadedPotential] = {}
+_CACHE: dict[tuple[str, str, str, str | None, bool, bool], LoadedPotential] = {}
 _LOCK = threading.Lock()
 
 
@@ -140,7 +140,9 @@ def load_potential(
     resolved, path, warning = _resolve(name, checkpoint)
     dev = resolve_device(device)
     use_compile, _why = compile_decision(resolved, device=dev, mode=compile)
-    key = (name, resolved, dev, str(path) if path else None, use_compile)
+    # `auto` keeps the compiled model only where it measures faster at warm-up; `on` keeps it anyway.
+    measure = use_compile and compile == "auto"
+    key = (name, resolved, dev, str(path) if path else None, use_compile, measure)
     with _LOCK:  # one load per key even when threads ask at once
         if key not in _CACHE:
             if warning:
@@ -153,6 +155,7 @@ def load_potential(
                 path=path,
                 warning=warning,
                 compiled=use_compile,
+                measure=measure,
                 compile_cache=compile_cache,
             )
         return _CACHE[key]
@@ -215,7 +218,7 @@ class _Model:
     compiled: CompiledModel | None = None
 
 
-_MODELS: dict[tuple[str, str, str | None, bool], _Model] = {}
+_MODELS: dict[tuple[str, str, str | None, bool, bool], _Model] = {}
 
 
 def _load(
@@ -226,12 +229,15 @@ def _load(
     path: Path | None,
     warning: str | None,
     compiled: bool,
+    measure: bool = False,
     compile_cache: Path | None = None,
 ) -> LoadedPotential:
     # `auto` that fell back and an explicit `sevennet-l3i5` share one model in memory.
-    model_key = (name, device, str(path) if path else None, compiled)
+    model_key = (name, device, str(path) if path else None, compiled, measure)
     if model_key not in _MODELS:
-        _MODELS[model_key] = _load_model(name, device=device, path=path, compiled=compiled, compile_cache=compile_cache)
+        _MODELS[model_key] = _load_model(
+            name, device=device, path=path, compiled=compiled, measure=measure, compile_cache=compile_cache
+        )
     model = _MODELS[model_key]
     info = PotentialInfo(
         name=name,
@@ -253,7 +259,13 @@ def _load(
 
 
 def _load_model(
-    name: str, *, device: str, path: Path | None, compiled: bool = False, compile_cache: Path | None = None
+    name: str,
+    *,
+    device: str,
+    path: Path | None,
+    compiled: bool = False,
+    measure: bool = False,
+    compile_cache: Path | None = None,
 ) -> _Model:
     compiled_model = None
     if name in MATTERSIM_FILES:
@@ -266,7 +278,7 @@ def _load_model(
         label = path.name if in_cache else str(path)
     elif name in SEVENNET_CHECKPOINTS:
         factory, elements, pkg, path, compiled_model = _load_sevennet(
-            SEVENNET_CHECKPOINTS[name], device=device, compiled=compiled, compile_cache=compile_cache
+            SEVENNET_CHECKPOINTS[name], device=device, compiled=compiled, measure=measure, compile_cache=compile_cache
         )
         label = "sevenn:" + "/".join(path.parts[-2:])
     elif name == "chgnet-0.3.0":
@@ -278,7 +290,12 @@ def _load_model(
 
 
 def _load_sevennet(
-    checkpoint: str, *, device: str, compiled: bool = False, compile_cache: Path | None = None
+    checkpoint: str,
+    *,
+    device: str,
+    compiled: bool = False,
+    measure: bool = False,
+    compile_cache: Path | None = None,
 ) -> tuple[Callable[[], Calculator], frozenset[str], str, Path, CompiledModel | None]:
     """SevenNet's pretrained `checkpoint` (its own name, e.g. "7net-l3i5"), from the sevenn wheel."""
     from ase.data import chemical_symbols
@@ -315,6 +332,8 @@ def _load_sevennet(
 
     if compiled_model is not None:
         compiled_model.settle_warm_up(lambda: _warm_up(make_calculator()))
+        if measure:
+            compiled_model.keep_if_faster()
     # SevenNet's stress is already ASE's (eV/Å^3, positive = tensile): its calculator negates
     # the model's virial-like output. Checked against finite differences in the tests.
     elements = frozenset(chemical_symbols[int(z)] for z in first.type_map)

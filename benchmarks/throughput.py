@@ -65,13 +65,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", default="phononbench", choices=("phononbench", "default"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=int, default=1, help="pipeline processes; 0: the layout the pipeline picks")
-    p.add_argument("--max-atoms", type=int, default=12, help="sample only cells of at most this many atoms")
+    p.add_argument(
+        "--max-atoms", type=int, default=20, help="sample only cells of at most this many atoms (MP-20 generators: 20)"
+    )
     p.add_argument(
         "--compile",
         default="auto",
         choices=("auto", "on", "off"),
         help="the pipeline's torch.compile mode (the reference always runs eager, as PhononBench did)",
     )
+    p.add_argument(
+        "--prescreen",
+        default=None,
+        help="the pipeline's cheap first pass (e.g. sevennet-0 before --potential auto); the reference has none",
+    )
+    p.add_argument("--prescreen-margin", type=float, default=None, help="THz; default: the CLI's")
     p.add_argument("--out", type=Path, default=Path("benchmark-out"))
     p.add_argument("--data", type=Path, default=DATA, help="the shared data folder")
     p.add_argument("--worker", choices=("reference", "pipeline"), help=argparse.SUPPRESS)
@@ -86,8 +94,12 @@ def _parser() -> argparse.ArgumentParser:
 def sample_structures(*, n: int, seed: int, data: Path, max_atoms: int, elements: frozenset[str] | None) -> list:
     """A fixed, seeded sample of n generator outputs, an equal share per generator, interleaved.
 
-    Records that fail ingest (including cells above `max_atoms`) or hold elements the potential
-    does not cover are skipped; duplicates are kept as the generators produced them.
+    Within each generator's share, P1 cells (no symmetry at the protocols' symprec) and the rest
+    are drawn in that generator's own proportion of P1 cells among its outputs that pass the
+    filter: what it emits is what the benchmark screens (P1 cells cost the most, and DiffCSP's and
+    CDVAE's outputs are mostly P1, CrystalFormer's never). Records that fail ingest (including cells
+    above `max_atoms`) or hold elements the potential does not cover are skipped; duplicates are
+    kept as the generators produced them.
     """
     from workers.screening.ingest.read import read_structures
 
@@ -99,11 +111,30 @@ def sample_structures(*, n: int, seed: int, data: Path, max_atoms: int, elements
     picks = {}
     for gen, pool in pools.items():
         rng = random.Random(f"{seed}:{gen}")
-        picks[gen] = [pool[i] for i in rng.sample(range(len(pool)), min(quotas[gen], len(pool)))]
+        flags = [is_p1(r.structure) for r in pool]
+        p1 = [r for r, flag in zip(pool, flags, strict=True) if flag]
+        rest = [r for r, flag in zip(pool, flags, strict=True) if not flag]
+        want = min(quotas[gen], len(pool))
+        n_p1 = min(len(p1), max(want - len(rest), round(want * len(p1) / len(pool)))) if pool else 0
+        chosen = rng.sample(p1, n_p1) + rng.sample(rest, want - n_p1)
+        rng.shuffle(chosen)
+        picks[gen] = chosen
     sample = []
     for i in range(max(quotas.values(), default=0)):
         sample.extend(picks[gen][i] for gen in picks if i < len(picks[gen]))
     return sample
+
+
+def is_p1(structure) -> bool:
+    """Whether `structure` has no symmetry but the identity at the protocols' symprec."""
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    from workers.screening.protocols import get_protocol
+
+    try:
+        return SpacegroupAnalyzer(structure, symprec=get_protocol("default").symprec).get_space_group_number() == 1
+    except Exception:  # noqa: BLE001 - spglib found no cell to work with: no symmetry either
+        return True
 
 
 def duplicate_groups(records: list, *, protocol: str) -> list[list[str]]:
@@ -201,7 +232,12 @@ def _pipeline_arm(records: list, *, potential, args: argparse.Namespace, cores: 
 
         layout = {"processes": 1, "torch_threads": cores, "entry": "screen_structures"}
         results = screen_structures(
-            records, protocol=protocol, potential=potential, progress=progress, stage_log=_stage_log()
+            records,
+            protocol=protocol,
+            potential=potential,
+            progress=progress,
+            stage_log=_stage_log(),
+            opinions=_opinions(args, device=potential.info.device).load(),
         )
         return [_slim(r) for r in results], layout, _jsonable(potential.info)
 
@@ -216,10 +252,26 @@ def _pipeline_arm(records: list, *, potential, args: argparse.Namespace, cores: 
     layout = {"processes": chosen.processes, "torch_threads": chosen.threads_per_process, "entry": "screen_parallel"}
     spec = PotentialSpec(name=args.potential, device=device, compile=args.compile, compile_cache=_compile_cache())
     results = screen_parallel(
-        records, protocol=protocol, potential=spec, layout=chosen, progress=progress, stage_log=_stage_log()
+        records,
+        protocol=protocol,
+        potential=spec,
+        layout=chosen,
+        progress=progress,
+        stage_log=_stage_log(),
+        opinions=_opinions(args, device=device),
     )
     info = _jsonable(results[0].provenance.potential) if results else {}
     return [_slim(r) for r in results], layout, info
+
+
+def _opinions(args: argparse.Namespace, *, device: str):
+    """The pipeline arm's prescreen (--prescreen), as the CLI builds it."""
+    from workers.screening.opinions import DEFAULT_PRESCREEN_MARGIN_THZ
+    from workers.screening.parallel import OpinionSpecs, PotentialSpec
+
+    margin = DEFAULT_PRESCREEN_MARGIN_THZ if args.prescreen_margin is None else args.prescreen_margin
+    prescreen = PotentialSpec(name=args.prescreen, device=device) if args.prescreen else None
+    return OpinionSpecs(prescreen=prescreen, prescreen_margin_thz=margin)
 
 
 def _compile_cache() -> Path:
@@ -259,6 +311,10 @@ def run_arm(arm: str, *, sample_path: Path, args: argparse.Namespace, workdir: P
         "--output", str(out), "--n", str(args.n), "--potential", args.potential, "--protocol", args.protocol,
         "--jobs", str(args.jobs), "--compile", args.compile,
     ]  # fmt: skip
+    if args.prescreen:
+        cmd += ["--prescreen", args.prescreen]
+    if args.prescreen_margin is not None:
+        cmd += ["--prescreen-margin", str(args.prescreen_margin)]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env={**os.environ, STAGE_LOG_ENV: str(stage_dir)})
     peak = _TreeRss(proc.pid)
@@ -368,8 +424,10 @@ class _TreeRss(threading.Thread):
 def run_benchmark(args: argparse.Namespace) -> int:
     from workers.screening.potentials.registry import clear_potential_cache, load_potential
 
-    # only the element list is needed here; each arm loads its own model in its own process
-    elements = load_potential(args.potential, device="cpu", compile="off").elements
+    # the element list, and the fixed-cell timing that makes runs on different machines comparable;
+    # each arm loads its own model in its own process
+    eager = load_potential(args.potential, device="cpu", compile="off")
+    elements, calls_ms = eager.elements, fixed_cell_calls_ms(eager)
     clear_potential_cache()
     sample = sample_structures(n=args.n, seed=args.seed, data=args.data, max_atoms=args.max_atoms, elements=elements)
     if len(sample) < args.n:
@@ -388,7 +446,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
     report = {
         "command": " ".join(["python", *sys.argv]),
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k not in ("worker", "input", "output")},
-        "machine": _machine(),
+        "machine": {**_machine(), "eager_call_ms_1_thread": calls_ms},
         "sample": [
             {"name": r.name, "generator": _generator(r.source), "formula": r.structure.composition.reduced_formula, "n_sites": len(r.structure)}
             for r in sample
@@ -409,10 +467,53 @@ def _generator(source: str) -> str:
     return next((gen for gen, rel in GENERATORS.items() if source.endswith(Path(rel).name)), "?")
 
 
+def cpu_model() -> str:
+    """The CPU's name as the kernel reports it (/proc/cpuinfo), else what Python knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def fixed_cell_calls_ms(potential, *, repeats: int = 5) -> dict[str, float]:
+    """Median milliseconds of one eager forces + stress call on 1 torch thread (how the pipeline's
+    workers run) for a fixed cell, rattled 8-atom diamond Si, and its 2x2x2 supercell: the speed of
+    this machine for this potential, printed beside every figure so that runs compare."""
+    import numpy as np
+    import torch
+    from ase.build import bulk
+
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True)
+    atoms.positions += np.random.default_rng(0).normal(0.0, 0.01, atoms.positions.shape)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        out = {}
+        for label, cell in (("si8", atoms), ("si64", atoms * (2, 2, 2))):
+            times = []
+            for i in range(repeats + 1):
+                probe = cell.copy()
+                probe.calc = potential.new_calculator()
+                start = time.perf_counter()
+                probe.get_forces()
+                probe.get_stress()
+                if i:  # the first call builds what later calls reuse
+                    times.append(time.perf_counter() - start)
+            out[label] = 1e3 * sorted(times)[len(times) // 2]
+        return out
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _machine() -> dict:
     import torch
 
     return {
+        "cpu_model": cpu_model(),
+        "torch_threads_default": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
         "python": platform.python_version(),
@@ -583,9 +684,15 @@ def print_report(report: dict, *, path: Path, args: argparse.Namespace) -> None:
     gens = _count(x["generator"] for x in report["sample"])
     print(f"sample: {len(report['sample'])} structures (seed {args.seed}; {report['sample_filter']}): {gens}")
     print(f"duplicate groups in the sample (the pipeline's dedup): {len(report['duplicate_groups'])}")
+    m = report["machine"]
+    calls = m["eager_call_ms_1_thread"]
     print(
-        f"potential {args.potential}, protocol {args.protocol}, {os.cpu_count()} cores, OPENBLAS_NUM_THREADS=1 in both arms"
+        f"machine: {m['cpu_model']}, {m['cpu_count']} cores, torch {m['torch']} ({m['torch_threads_default']} threads "
+        f"by default); eager {args.potential} forces+stress on 1 thread: 8-atom Si {calls['si8']:.1f} ms, "
+        f"64-atom Si {calls['si64']:.1f} ms"
     )
+    prescreen = f", prescreen {args.prescreen} in the pipeline" if args.prescreen else ""
+    print(f"potential {args.potential}{prescreen}, protocol {args.protocol}, OPENBLAS_NUM_THREADS=1 in both arms")
     header = (
         f"{'arm':<10} {'layout':<9} {'wall s':>8} {'struct/h':>9} {'relax':>8} {'gamma':>7} {'forces':>8} "
         f"{'post':>7} {'other':>7} {'peak MiB':>9} {'cpu s':>8} {'load 1m':>11}"
@@ -641,6 +748,12 @@ def print_report(report: dict, *, path: Path, args: argparse.Namespace) -> None:
               f"(stable_phononbench={d['pipeline_stable_phononbench']}): {d['why']}")  # fmt: skip
     for d in c.get("default_verdict_differs", []):
         print(f"  default differs {d['name']}: reference {d['reference']} vs default {d['pipeline']}: {d['why']}")
+    n = len(report["sample"])
+    ref_s, pipe_s = s["reference"]["wall_s"] / n, s["pipeline"]["wall_s"] / n
+    print(
+        f"cost per structure: pipeline ({args.protocol} protocol{prescreen}) {pipe_s:.1f} s, "
+        f"PhononBench reference loop {ref_s:.1f} s: ratio {ref_s / pipe_s:.2f} (> 1: the pipeline costs less)"
+    )
     print(f"json: {path}")
     print(f"speedup {s['speedup']:.2f} agreement {c['agreeing']}/{c['total']}")
 

@@ -129,7 +129,7 @@ def is_p1(structure) -> bool:
     """Whether `structure` has no symmetry but the identity at the protocols' symprec, by pymatgen's
     analyzer (5° angle tolerance) on the cell as the generator wrote it: a sampling rule only. The
     pipeline asks spglib about its own standardised cell (`relax.spacegroup_before`), which called
-    one of 64 MatterGen cells (#39) P1 where this does not."""
+    MatterGen #39 P1 where this does not (the cells of the other generators were not compared)."""
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
     from workers.screening.protocols import get_protocol

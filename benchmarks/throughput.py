@@ -483,14 +483,14 @@ def cpu_model() -> str:
 
 def fixed_cell_calls_ms(potential, *, repeats: int = 5) -> dict[str, float]:
     """Median milliseconds of one eager forces + stress call on 1 torch thread (how the pipeline's
-    workers run) for a fixed cell, rattled 8-atom diamond Si, and its 2x2x2 supercell: the speed of
-    this machine for this potential, printed beside every figure so that runs compare."""
-    import numpy as np
+    workers run) for a fixed cell, the rattled 8-atom diamond Si that compiled models warm up on,
+    and its 2x2x2 supercell: the speed of this machine for this potential, printed beside every
+    figure so that runs compare."""
     import torch
-    from ase.build import bulk
 
-    atoms = bulk("Si", "diamond", a=5.43, cubic=True)
-    atoms.positions += np.random.default_rng(0).normal(0.0, 0.01, atoms.positions.shape)
+    from workers.screening.potentials.registry import _rattled_silicon
+
+    atoms = _rattled_silicon()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -13,6 +13,7 @@ from models.generator import Generator
 
 # the lengths of the columns these values land in, so a request that passes validation fits its row
 GENERATOR_NAME_MAX: int = Generator.__table__.c.name.type.length
+GENERATOR_VERSION_MAX: int = Batch.__table__.c.generator_version.type.length
 FILE_NAME_MAX: int = Candidate.__table__.c.source_file.type.length
 STRUCTURE_NAME_MAX: int = Candidate.__table__.c.name.type.length
 POTENTIAL_NAME_MAX: int = Batch.__table__.c.potential.type.length
@@ -44,6 +45,9 @@ def get_upload_name(name: str) -> str:
 SafeText = Annotated[str, AfterValidator(reject_nul)]
 GeneratorName = Annotated[
     str, StringConstraints(strip_whitespace=True, max_length=GENERATOR_NAME_MAX), AfterValidator(reject_nul)
+]
+GeneratorVersion = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=GENERATOR_VERSION_MAX), AfterValidator(reject_nul)
 ]
 FileName = Annotated[str, StringConstraints(max_length=FILE_NAME_MAX), AfterValidator(reject_nul)]
 ElementSymbols = Annotated[str, AfterValidator(check_element_symbols)]
@@ -77,6 +81,7 @@ class BatchSettingsIn(BaseModel):
     """The settings of a batch, shared by the JSON body and the multipart form."""
 
     generator: GeneratorName | None = None
+    generator_version: GeneratorVersion | None = None
     protocol: str | None = Field(None, description="default | phononbench (server default if omitted)")
     potential: str | None = Field(None, description="auto | sevennet-0 | ... (server default if omitted)")
     prescreen: PotentialName | None = Field(None, description=PRESCREEN_DOC)
@@ -141,6 +146,7 @@ class BatchOut(BaseModel):
     status: Literal["queued", "running", "done"]
     source: str
     generator: str | None
+    generator_version: str | None = None
     protocol: str
     potential: str
     prescreen: str | None = Field(None, description=PRESCREEN_DOC)
@@ -153,6 +159,14 @@ class BatchOut(BaseModel):
     rejected: int
     counts: BatchCounts
     progress: float = Field(description="Fraction of screenings that have ended (0..1).")
+    seconds_per_structure: float | None = Field(
+        None,
+        description="Measured pace: wall seconds since the batch's first screening started, per screening of "
+        "its own that has ended (all workers together); none until one has ended.",
+    )
+    eta_s: float | None = Field(
+        None, description="Seconds left at the measured pace: screenings not ended x seconds_per_structure."
+    )
     rejected_structures: list[dict[str, Any]]
 
 

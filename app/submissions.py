@@ -47,6 +47,7 @@ class SubmissionRejected(Exception):
 class Submission:
     source: str  # "upload" or "json"
     generator: str | None
+    generator_version: str | None = None
     protocol: str
     potential: str
     opinions: OpinionNames = OpinionNames()  # resolved: the margin that applies is filled in
@@ -105,6 +106,7 @@ def register_batch(session: Session, *, submission: Submission) -> Registered:
         session,
         source=submission.source,
         generator=generator,
+        generator_version=submission.generator_version,
         protocol=submission.protocol,
         potential=submission.potential,
         n_submitted=len(outcomes),

@@ -18,6 +18,8 @@ class Batch(TimestampMixin, Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     source: Mapped[str] = mapped_column(String(32))  # "upload", "json", "scan"
     generator_id: Mapped[int | None] = mapped_column(ForeignKey("generators.id"), index=True)
+    # the generator's version or checkpoint as the submitter gave it: one generator, many versions
+    generator_version: Mapped[str | None] = mapped_column(String(64))
     protocol: Mapped[str] = mapped_column(String(32))
     potential: Mapped[str] = mapped_column(String(256))  # as requested, e.g. "auto"
     # other potentials' opinions on every screening of the batch (workers.screening.opinions): a

@@ -75,6 +75,7 @@ def create_batch(
     potential: str,
     n_submitted: int,
     rejected: list[dict[str, Any]],
+    generator_version: str | None = None,
     prescreen: str | None = None,
     prescreen_margin_thz: float | None = None,
     second_opinion: str | None = None,
@@ -83,6 +84,7 @@ def create_batch(
     batch = Batch(
         source=source,
         generator_id=generator.id if generator else None,
+        generator_version=generator_version,
         protocol=protocol,
         potential=potential,
         prescreen=prescreen,

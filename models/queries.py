@@ -24,6 +24,8 @@ SORTS = {  # API sort key -> column
     "formula": Candidate.reduced_formula,
     "n_sites": Candidate.n_sites,
     "min_frequency_thz": Verdict.min_frequency_thz,
+    "verdict": Verdict.verdict,
+    "space_group": func.coalesce(Verdict.spacegroup_number, Candidate.spacegroup_number),
     "energy_per_atom_ev": Verdict.energy_per_atom_ev,
     "created_at": Candidate.created_at,
 }
@@ -35,6 +37,7 @@ class CandidateFilters:
     batch_id: int | None = None
     generator: str | None = None
     verdict: str | None = None
+    reason: str | None = None  # the verdict's reason, e.g. optical / acoustic / elastic
     formula: str | None = None
     elements: Sequence[str] = ()  # every one of these must be present
     space_group: int | None = None  # after relaxation when known, else of the input
@@ -44,6 +47,8 @@ class CandidateFilters:
     stable_by_both: bool | None = None  # True: stable by the main potential and the second opinion
     agreement: bool | None = None  # the second opinion agrees (True) or not (False: the list for DFT)
     settled_by_prescreen: bool | None = None
+    stable_phononbench: bool | None = None  # PhononBench's criterion at -1e-3 THz
+    stable_phononbench_v3: bool | None = None  # and at v3's -0.1 THz
 
 
 def stable_by_both() -> ColumnElement[bool]:
@@ -57,6 +62,10 @@ class BatchCounts:
     by_verdict: dict[str, int]  # verdicts present in the batch (absent kinds are not listed)
     # of the verdicts: settled by the prescreen, second opinion agrees / disagrees, stable by both
     opinions: dict[str, int] = field(default_factory=dict)
+    # the pace of the batch's own screenings (not of those its duplicates link to): when the first
+    # started, and how many have ended since
+    first_started_at: datetime | None = None
+    ended_here: int = 0
 
     @property
     def total(self) -> int:
@@ -131,7 +140,18 @@ def count_batch(session: Session, *, batch_id: int) -> BatchCounts:
         )
     ).one()
     opinions = {"settled_by_prescreen": settled, "agree": agree, "disagree": disagree, "stable_by_both": both}
-    return BatchCounts(by_status=by_status, by_verdict=by_verdict, opinions={k: int(v) for k, v in opinions.items()})
+    first, ended = session.execute(
+        select(func.min(Screening.started_at), func.count().filter(Screening.status.in_(("done", "failed")))).where(
+            Screening.batch_id == batch_id, Screening.status != DUPLICATE
+        )
+    ).one()
+    return BatchCounts(
+        by_status=by_status,
+        by_verdict=by_verdict,
+        opinions={k: int(v) for k, v in opinions.items()},
+        first_started_at=first,
+        ended_here=int(ended or 0),
+    )
 
 
 def get_batch_ids(session: Session, *, screening_ids: Sequence[int]) -> list[int]:
@@ -206,6 +226,8 @@ def _candidate_query(filters: CandidateFilters) -> Select:
         stmt = stmt.join(Generator, Generator.id == Candidate.generator_id).where(Generator.name == filters.generator)
     if filters.verdict is not None:
         stmt = stmt.where(Verdict.verdict == filters.verdict)
+    if filters.reason is not None:
+        stmt = stmt.where(Verdict.reason == filters.reason)
     if filters.formula is not None:
         stmt = stmt.where(Candidate.reduced_formula == filters.formula)
     padded = literal("-") + Candidate.chemsys + literal("-")
@@ -226,6 +248,12 @@ def _candidate_query(filters: CandidateFilters) -> Select:
         stmt = stmt.where(Verdict.agreement.is_(filters.agreement))
     if filters.settled_by_prescreen is not None:
         stmt = stmt.where(Verdict.settled_by_prescreen.is_(filters.settled_by_prescreen))
+    for column, wanted in (
+        (Verdict.stable_phononbench, filters.stable_phononbench),
+        (Verdict.stable_phononbench_v3, filters.stable_phononbench_v3),
+    ):
+        if wanted is not None:  # a verdict that cannot say (NULL) is not stable
+            stmt = stmt.where(column.is_(True) if wanted else or_(column.is_(False), column.is_(None)))
     return stmt
 
 

@@ -9,3 +9,4 @@ from app.api.deps import CALLER_RESPONSES, get_caller
 api_router = APIRouter(prefix="/api/v1", dependencies=[Depends(get_caller)], responses=CALLER_RESPONSES)
 for module in (batches, candidates, reports):
     api_router.include_router(module.router)
+api_router.include_router(candidates.csv_router)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, HTTPException, Request
@@ -31,6 +32,7 @@ from app.schemas import (
 )
 from app.security import refuse_if_quota_spent
 from app.submissions import Submission, SubmissionRejected, store_batch
+from models.base import utc_now
 from models.batch import Batch
 from models.queries import count_batch
 from workers.screening.opinions import OpinionNames
@@ -52,6 +54,7 @@ _MULTIPART_SCHEMA = {
             "zip/tar.gz of these, CDVAE/DiffCSP eval_gen.pt. Repeat the field for several.",
         },
         "generator": {"type": "string"},
+        "generator_version": {"type": "string", "description": "The generator's version or checkpoint"},
         "protocol": {"type": "string", "enum": sorted(PROTOCOLS)},
         "potential": {"type": "string", "enum": list(POTENTIAL_NAMES)},
         "prescreen": {"type": "string", "enum": list(POTENTIAL_NAMES), "description": PRESCREEN_DOC},
@@ -195,6 +198,7 @@ async def _read_submission(request: Request, *, settings: Settings) -> Submissio
     return Submission(
         source=source,
         generator=fields.generator or None,
+        generator_version=fields.generator_version or None,
         protocol=protocol,
         potential=potential,
         opinions=opinions.resolved(),
@@ -239,11 +243,13 @@ def get_batch_out(batch: Batch, *, counts) -> BatchOut:
         status = "running"
     else:
         status = "queued"
+    pace = _pace(counts, ended=ended, total=total) if status == "running" else (None, None)
     return BatchOut(
         id=batch.id,
         status=status,
         source=batch.source,
         generator=batch.generator.name if batch.generator else None,
+        generator_version=batch.generator_version,
         protocol=batch.protocol,
         potential=batch.potential,
         prescreen=batch.prescreen,
@@ -266,5 +272,18 @@ def get_batch_out(batch: Batch, *, counts) -> BatchOut:
             **counts.opinions,
         ),
         progress=round(ended / total, 4) if total else 1.0,
+        seconds_per_structure=pace[0],
+        eta_s=pace[1],
         rejected_structures=batch.rejected or [],
     )
+
+
+def _pace(counts, *, ended: int, total: int) -> tuple[float | None, float | None]:
+    """(seconds per structure, seconds left) of a running batch, from its own screenings' pace."""
+    first = counts.first_started_at
+    if first is None or counts.ended_here == 0:
+        return None, None
+    if first.tzinfo is None:  # SQLite hands back naive UTC
+        first = first.replace(tzinfo=UTC)
+    per = max(0.0, (utc_now() - first).total_seconds()) / counts.ended_here
+    return round(per, 1), round(per * (total - ended), 1)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
 
 from app.api.deps import CANDIDATE_NOT_FOUND, CandidateDep, SessionDep, StoreDep
+from app.exports import candidate_bundle, candidates_csv, csv_response
 from app.schemas import (
     ID_MAX,
     CandidateDetail,
@@ -28,15 +30,25 @@ from workers.screening import opinions
 from workers.screening.types import VERDICTS
 
 router = APIRouter(prefix="/candidates", tags=["candidates"])
+csv_router = APIRouter()  # /candidates.csv: beside the prefix, not under it
 SORT_PATTERN = "^-?(" + "|".join(SORTS) + ")$"
 
 
-@router.get("", response_model=CandidatePage)
-def read_candidates(
-    session: SessionDep,
+@dataclass(frozen=True)
+class CandidateQuery:
+    filters: CandidateFilters
+    sort: str
+    page: int
+    per_page: int
+
+
+def get_candidate_query(
     batch_id: Annotated[int | None, Query(ge=1, le=ID_MAX)] = None,
     generator: Annotated[SafeText | None, Query()] = None,
     verdict: Annotated[Literal[VERDICTS] | None, Query()] = None,  # type: ignore[valid-type]
+    reason: Annotated[
+        SafeText | None, Query(description="The verdict's reason: optical, acoustic, elastic, or a failure's text")
+    ] = None,
     formula: Annotated[SafeText | None, Query(description="Reduced formula, e.g. NaCl")] = None,
     elements: Annotated[
         ElementSymbols | None, Query(description="Comma-separated element symbols; all must be present, e.g. Si,O")
@@ -45,6 +57,12 @@ def read_candidates(
     crystal_system: Annotated[SafeText | None, Query()] = None,
     min_frequency_gte: Annotated[float | None, Query(allow_inf_nan=False, description="THz")] = None,
     min_frequency_lte: Annotated[float | None, Query(allow_inf_nan=False, description="THz")] = None,
+    stable_phononbench: Annotated[
+        bool | None, Query(description="PhononBench's criterion: every band-path frequency >= -1e-3 THz")
+    ] = None,
+    stable_phononbench_v3: Annotated[
+        bool | None, Query(description="PhononBench v3's headline criterion: every band-path frequency >= -0.1 THz")
+    ] = None,
     stable_by_both: Annotated[
         bool | None, Query(description="true: stable by the main potential and by the second opinion")
     ] = None,
@@ -55,25 +73,51 @@ def read_candidates(
     sort: Annotated[str, Query(pattern=SORT_PATTERN, description="Field, '-' prefix for descending")] = "id",
     page: Annotated[int, Query(ge=1, le=ID_MAX)] = 1,
     per_page: Annotated[int, Query(ge=1, le=500)] = 50,
-) -> CandidatePage:
-    """Candidates with their latest verdict, filtered, sorted and paginated."""
+) -> CandidateQuery:
+    """The candidate search's query parameters: one definition for the JSON page and its CSV."""
     filters = CandidateFilters(
         batch_id=batch_id,
         generator=generator,
         verdict=verdict,
+        reason=reason,
         formula=formula,
         elements=[e.strip() for e in elements.split(",") if e.strip()] if elements else (),
         space_group=space_group,
         crystal_system=crystal_system,
         min_frequency_gte=min_frequency_gte,
         min_frequency_lte=min_frequency_lte,
+        stable_phononbench=stable_phononbench,
+        stable_phononbench_v3=stable_phononbench_v3,
         stable_by_both=stable_by_both,
         agreement=agreement,
         settled_by_prescreen=settled_by_prescreen,
     )
-    rows, total = list_candidates(session, filters=filters, sort=sort, offset=(page - 1) * per_page, limit=per_page)
+    return CandidateQuery(filters=filters, sort=sort, page=page, per_page=per_page)
+
+
+CandidateQueryDep = Annotated[CandidateQuery, Depends(get_candidate_query)]
+
+
+@router.get("", response_model=CandidatePage)
+def read_candidates(session: SessionDep, query: CandidateQueryDep) -> CandidatePage:
+    """Candidates with their latest verdict, filtered, sorted and paginated."""
+    return _candidate_page(session, query)
+
+
+@csv_router.get(
+    "/candidates.csv", response_class=Response, responses={200: {"content": {"text/csv": {}}}}, tags=["candidates"]
+)
+def read_candidates_csv(session: SessionDep, query: CandidateQueryDep) -> Response:
+    """The same page as GET /candidates (same parameters), as CSV: one row per candidate shown."""
+    page = _candidate_page(session, query)
+    return csv_response(candidates_csv(page.items), filename=f"candidates-page{query.page}.csv")
+
+
+def _candidate_page(session, query: CandidateQuery) -> CandidatePage:
+    offset = (query.page - 1) * query.per_page
+    rows, total = list_candidates(session, filters=query.filters, sort=query.sort, offset=offset, limit=query.per_page)
     return CandidatePage(
-        items=[get_candidate_out(c, s, v) for c, s, v in rows], total=total, page=page, per_page=per_page
+        items=[get_candidate_out(c, s, v) for c, s, v in rows], total=total, page=query.page, per_page=query.per_page
     )
 
 
@@ -83,7 +127,7 @@ def read_candidate(candidate: CandidateDep, session: SessionDep) -> CandidateDet
     screening, verdict = get_candidate_screening(session, candidate_id=candidate.id)
     base = get_candidate_out(candidate, screening, verdict)
     prefix = f"/api/v1/candidates/{candidate.id}"
-    links = {}
+    links = {"input_cif": f"{prefix}/input.cif", "bundle_zip": f"{prefix}/bundle.zip"}
     if verdict is not None and verdict.relaxed_cif_path:
         links["relaxed_cif"] = f"{prefix}/relaxed.cif"
     if verdict is not None and verdict.bands_path:
@@ -91,6 +135,8 @@ def read_candidate(candidate: CandidateDep, session: SessionDep) -> CandidateDet
             "band_structure_json": f"{prefix}/band_structure.json",
             "band_structure_png": f"{prefix}/band_structure.png",
         }
+    if verdict is not None and _force_constants_path(verdict):
+        links["phonopy_params"] = f"{prefix}/phonopy_params.yaml.xz"
     return CandidateDetail(
         **base.model_dump(),
         structure=candidate.structure,
@@ -99,6 +145,60 @@ def read_candidate(candidate: CandidateDep, session: SessionDep) -> CandidateDet
         result=verdict.result if verdict else None,
         links=links,
     )
+
+
+@router.get("/{candidate_id}/input.cif", response_class=Response, responses={200: {"content": {"chemical/x-cif": {}}}})
+def read_input_cif(candidate: CandidateDep) -> Response:
+    """The structure as submitted (after parsing), as CIF."""
+    return Response(candidate.cif, media_type="chemical/x-cif")
+
+
+@router.get(
+    "/{candidate_id}/phonopy_params.yaml.xz",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/x-xz": {}}},
+        404: {"description": "No such candidate, or its force constants were not kept"},
+    },
+)
+def read_force_constants(candidate: CandidateDep, session: SessionDep, store: StoreDep) -> Response:
+    """Structure, displacements, forces and force constants (phonopy_params.yaml, xz); kept when the
+    workers run with PHONONSCREEN_KEEP_FORCE_CONSTANTS. Open with `phonopy.load`."""
+    _, verdict = get_candidate_screening(session, candidate_id=candidate.id)
+    path = _force_constants_path(verdict) if verdict is not None else None
+    if path is None:
+        raise HTTPException(404, f"candidate {candidate.id} has no force constants (they are kept only on request)")
+    return Response(store.read_bytes(path), media_type="application/x-xz")
+
+
+@router.get(
+    "/{candidate_id}/bundle.zip",
+    response_class=Response,
+    responses={200: {"content": {"application/zip": {}}}},
+)
+def read_bundle(candidate: CandidateDep, session: SessionDep, store: StoreDep) -> Response:
+    """Everything about one candidate in one zip: verdict.json (this API's detail), input.cif, and
+    what exists of relaxed.cif, band_structure.json, band_structure.png and phonopy_params.yaml.xz."""
+    detail = read_candidate(candidate, session)
+    files: dict[str, bytes] = {"input.cif": candidate.cif.encode()}
+    _, verdict = get_candidate_screening(session, candidate_id=candidate.id)
+    if verdict is not None:
+        if verdict.relaxed_cif_path:
+            files["relaxed.cif"] = store.read_bytes(verdict.relaxed_cif_path)
+        if verdict.bands_path:
+            files["band_structure.json"] = store.read_bytes(verdict.bands_path)
+            files["band_structure.png"] = read_band_structure_png(candidate, session, store).body
+        if path := _force_constants_path(verdict):
+            files["phonopy_params.yaml.xz"] = store.read_bytes(path)
+    data = candidate_bundle(detail.model_dump_json(indent=1), files)
+    name = f"candidate-{candidate.id}-{candidate.reduced_formula}.zip"
+    return Response(
+        data, media_type="application/zip", headers={"Content-Disposition": f'attachment; filename="{name}"'}
+    )
+
+
+def _force_constants_path(verdict: Verdict) -> str | None:
+    return ((verdict.result or {}).get("files") or {}).get("force_constants")
 
 
 @router.get(

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from app.api.deps import SessionDep
+from app.exports import csv_response, report_csv
 from app.schemas import ID_MAX, ReportRow, StabilityReport
 from models.queries import ReportRow as StabilityCounts
 from models.queries import get_stability_report
@@ -27,6 +28,19 @@ def read_stability(
     rows = [_row(r) for r in get_stability_report(session, group_by=group_by, batch_id=batch_id)]
     counts = {f: sum(getattr(r, f) for r in rows) for f in _COUNTS}
     return StabilityReport(group_by=group_by, rows=rows, total=_row(StabilityCounts(group="all", **counts)))
+
+
+@router.get("/stability.csv", response_class=Response, responses={200: {"content": {"text/csv": {}}}})
+def read_stability_csv(
+    session: SessionDep,
+    group_by: Literal["generator", "crystal_system", "space_group"] = "generator",
+    batch_id: Annotated[int | None, Query(ge=1, le=ID_MAX)] = None,
+) -> Response:
+    """The same table as GET /reports/stability, as CSV (its last row: all)."""
+    report = read_stability(session, group_by=group_by, batch_id=batch_id)
+    return csv_response(
+        report_csv(report.rows, report.total, group_by=group_by), filename=f"stability-by-{group_by}.csv"
+    )
 
 
 _COUNTS = (

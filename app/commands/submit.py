@@ -24,6 +24,7 @@ import click
     help="API key, sent as `Authorization: Bearer KEY` [PHONONSCREEN_API_KEY].",
 )
 @click.option("--generator", "-g", default=None, help="Name of the generative model that made them.")
+@click.option("--generator-version", default=None, help="Its version or checkpoint, kept with the batch.")
 @click.option("--protocol", default=None, help="default | phononbench (server default if omitted).")
 @click.option("--potential", default=None, help="auto | sevennet-0 | ... (server default if omitted).")
 @click.option(
@@ -45,6 +46,7 @@ def submit(
     url: str,
     key: str | None,
     generator: str | None,
+    generator_version: str | None,
     protocol: str | None,
     potential: str | None,
     prescreen: str | None,
@@ -61,6 +63,7 @@ def submit(
         raise click.ClickException("no files to submit")
     fields = {
         "generator": generator,
+        "generator_version": generator_version,
         "protocol": protocol,
         "potential": potential,
         "prescreen": prescreen,

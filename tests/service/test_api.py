@@ -81,7 +81,7 @@ def test_json_upload_and_candidate_filters(client, db_session):
 
     detail = client.get(f"/api/v1/candidates/{page['items'][0]['id']}").json()
     assert detail["cif"].startswith("# generated using pymatgen") and detail["screening"]["status"] == "queued"
-    assert detail["verdict"] is None and detail["links"] == {}
+    assert detail["verdict"] is None and set(detail["links"]) == {"input_cif", "bundle_zip"}
     assert client.get(f"/api/v1/candidates/{detail['id']}/relaxed.cif").status_code == 404
 
     report = client.get("/api/v1/reports/stability", params={"group_by": "generator"}).json()

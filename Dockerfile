@@ -5,6 +5,12 @@
 
 ARG PYTHON_VERSION=3.11
 
+# ---- web: the pages' JavaScript libraries, at the versions app/web/package-lock.json pins ------
+FROM node:20-slim AS web
+WORKDIR /web
+COPY app/web/package.json app/web/package-lock.json ./
+RUN npm ci --no-audit --no-fund --loglevel=error
+
 # ---- common base: the project source and the light dependencies ------------------------------
 FROM python:${PYTHON_VERSION}-slim AS base
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -21,6 +27,9 @@ COPY examples ./examples
 # half of the science core (pymatgen, ase, spglib, phonopy for the plots) — never torch. The list
 # lives in pyproject.toml (the common dependencies plus the `api` extra); flower watches the queue.
 RUN pip install ".[api,flower]"
+# served by the installed app (app/web/routes.py looks beside itself): no page loads from a CDN
+COPY --from=web /web/node_modules /tmp/node_modules
+RUN mv /tmp/node_modules "$(python -c 'import app.web, os; print(os.path.dirname(app.web.__file__))')/node_modules"
 
 # ---- api: no torch, no potentials ----------------------------------------------------------------
 FROM base AS api

@@ -19,11 +19,14 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import ClientDisconnect
+from starlette.staticfiles import StaticFiles
 
 from app.api import api_router
 from app.api.health import router as health_router
 from app.config import Settings, get_settings
 from app.limits import BodySizeLimit
+from app.web.routes import WEB
+from app.web.routes import router as web_router
 from models.artifacts import ArtifactStore
 from models.session import create_db_engine, create_session_factory
 from workers.celery_app import configure_celery
@@ -72,6 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(api_router)
     app.include_router(health_router)
+    app.include_router(web_router)  # the pages: shells that read and write through /api/v1
+    app.mount("/static/app", StaticFiles(directory=WEB / "static"), name="static")
     add_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     # added last = run first: a foreign Host is refused before anything else; CORS headers go on

@@ -7,10 +7,27 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 VENV=.venv
 STAMP=$VENV/.phononscreen-setup
-HASH=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$HASH" ]; then
+HASH=$(cat pyproject.toml scripts/setup.sh app/web/package-lock.json | sha256sum | cut -d' ' -f1)
+WEB_LIBS=app/web/node_modules
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$HASH" ] && [ -d "$WEB_LIBS" ] && command -v chromium >/dev/null; then
   exit 0
 fi
+
+# The browser tests drive Debian's chromium through its chromedriver; the web pages' JavaScript
+# libraries come from npm. Both from the system's package manager when missing (root or sudo).
+apt_install() {
+  if [ "$(id -u)" = 0 ]; then APT=(apt-get); elif command -v sudo >/dev/null; then APT=(sudo apt-get); else
+    echo "setup: cannot install $* (not root, no sudo): install them with your package manager" >&2; return 0
+  fi
+  DEBIAN_FRONTEND=noninteractive "${APT[@]}" install -y -q "$@" >/dev/null || {
+    DEBIAN_FRONTEND=noninteractive "${APT[@]}" update -q >/dev/null &&
+      DEBIAN_FRONTEND=noninteractive "${APT[@]}" install -y -q "$@" >/dev/null
+  }
+}
+command -v chromium >/dev/null && command -v chromedriver >/dev/null || apt_install chromium chromium-driver
+command -v npm >/dev/null || apt_install nodejs npm
+# exact versions from package-lock.json, served by the app itself (app/web/routes.py): no CDN
+npm ci --prefix app/web --no-audit --no-fund --loglevel=error
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 EXTRA=()

@@ -62,7 +62,12 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, required=True, help="structures in the sample")
     p.add_argument("--potential", default="sevennet-0")
-    p.add_argument("--protocol", default="phononbench", choices=("phononbench", "default"))
+    p.add_argument(
+        "--protocol",
+        default="phononbench",
+        choices=("phononbench", "default", "both"),
+        help="the pipeline's protocol; both: one pipeline arm per protocol against one shared reference arm",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=int, default=1, help="pipeline processes; 0: the layout the pipeline picks")
     p.add_argument(
@@ -304,14 +309,14 @@ def _progress(arm: str, i: int, n: int, name: str, verdict: str, seconds: float)
 # --- the driver ----------------------------------------------------------------------------
 
 
-def run_arm(arm: str, *, sample_path: Path, args: argparse.Namespace, workdir: Path) -> dict:
+def run_arm(arm: str, *, protocol: str, sample_path: Path, args: argparse.Namespace, workdir: Path) -> dict:
     """Run one arm in a fresh interpreter; add the sampled peak RSS of its whole process tree."""
-    out = workdir / f"{arm}.json"
-    stage_dir = workdir / f"{arm}-stages"
+    out = workdir / f"{arm}-{protocol}.json"
+    stage_dir = workdir / f"{arm}-{protocol}-stages"
     stage_dir.mkdir()
     cmd = [
         sys.executable, str(Path(__file__).resolve()), "--worker", arm, "--input", str(sample_path),
-        "--output", str(out), "--n", str(args.n), "--potential", args.potential, "--protocol", args.protocol,
+        "--output", str(out), "--n", str(args.n), "--potential", args.potential, "--protocol", protocol,
         "--jobs", str(args.jobs), "--compile", args.compile,
     ]  # fmt: skip
     if args.prescreen:
@@ -435,34 +440,39 @@ def run_benchmark(args: argparse.Namespace) -> int:
     sample = sample_structures(n=args.n, seed=args.seed, data=args.data, max_atoms=args.max_atoms, elements=elements)
     if len(sample) < args.n:
         print(f"warning: only {len(sample)} structures available for --n {args.n}", file=sys.stderr)
-    dups = duplicate_groups(sample, protocol=args.protocol)
+    # `both` measures the reference loop once and each protocol's pipeline against it, in one run
+    protocols = ("default", "phononbench") if args.protocol == "both" else (args.protocol,)
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="throughput-") as tmp:
         workdir = Path(tmp)
         sample_path = workdir / "sample.pkl"
         sample_path.write_bytes(pickle.dumps(sample))
-        arms = {
-            arm: run_arm(arm, sample_path=sample_path, args=args, workdir=workdir) for arm in ("reference", "pipeline")
+        # the reference loop is the same whatever the pipeline's protocol
+        reference = run_arm("reference", protocol=protocols[0], sample_path=sample_path, args=args, workdir=workdir)
+        pipelines = {
+            protocol: run_arm("pipeline", protocol=protocol, sample_path=sample_path, args=args, workdir=workdir)
+            for protocol in protocols
         }
-    comparison = compare(arms["reference"]["results"], arms["pipeline"]["results"], protocol=args.protocol)
-    summary = summarize(arms, n=len(sample))
-    report = {
-        "command": " ".join(["python", *sys.argv]),
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k not in ("worker", "input", "output")},
-        "machine": {**_machine(), "eager_call_ms_1_thread": calls_ms},
-        "sample": [
-            {"name": r.name, "generator": _generator(r.source), "formula": r.structure.composition.reduced_formula, "n_sites": len(r.structure)}
-            for r in sample
-        ],
-        "sample_filter": f"ingest ok, <= {args.max_atoms} atoms, elements covered by {args.potential}",
-        "duplicate_groups": dups,
-        "summary": summary,
-        "comparison": comparison,
-        "arms": arms,
-    }  # fmt: skip
-    path = args.out / f"throughput_{args.protocol}_{args.potential}_n{len(sample)}_seed{args.seed}_jobs{args.jobs}.json"
-    path.write_text(json.dumps(report, indent=1, default=_jsonable))
-    print_report(report, path=path, args=args)
+    for protocol in protocols:  # phononbench last: its `speedup` line ends the output
+        arms = {"reference": reference, "pipeline": pipelines[protocol]}
+        one = argparse.Namespace(**{**vars(args), "protocol": protocol})
+        report = {
+            "command": " ".join(["python", *sys.argv]),
+            "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(one).items() if k not in ("worker", "input", "output")},
+            "machine": {**_machine(), "eager_call_ms_1_thread": calls_ms},
+            "sample": [
+                {"name": r.name, "generator": _generator(r.source), "formula": r.structure.composition.reduced_formula, "n_sites": len(r.structure)}
+                for r in sample
+            ],
+            "sample_filter": f"ingest ok, <= {args.max_atoms} atoms, elements covered by {args.potential}",
+            "duplicate_groups": duplicate_groups(sample, protocol=protocol),
+            "summary": summarize(arms, n=len(sample)),
+            "comparison": compare(reference["results"], pipelines[protocol]["results"], protocol=protocol),
+            "arms": arms,
+        }  # fmt: skip
+        path = args.out / f"throughput_{protocol}_{args.potential}_n{len(sample)}_seed{args.seed}_jobs{args.jobs}.json"
+        path.write_text(json.dumps(report, indent=1, default=_jsonable))
+        print_report(report, path=path, args=one)
     return 0
 
 

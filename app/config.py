@@ -87,6 +87,14 @@ class Settings(BaseSettings):
         **_env("PHONONSCREEN_COMPILE_CACHE"),
         description="Where compiled potentials are kept for later processes (CLI and workers).",
     )
+    model_memory_gb: float | None = Field(
+        None,
+        ge=0,
+        **_env("PHONONSCREEN_MODEL_MEMORY_GB"),
+        description="Memory one screening process may give a potential's call (GB); a cell whose call CHGNet "
+        "estimates above it fails with that reason instead of running the machine out of memory. Default: 80 % of "
+        "this machine's RAM split between the processes; 0: no limit.",
+    )
     max_upload_bytes: int = Field(
         50_000_000,
         gt=0,

@@ -109,7 +109,13 @@ def run_jobs(context: WorkerContext, *, jobs: Sequence[Job]) -> int:
 
     def load(name: str) -> LoadedPotential:
         # cached per process: a compiled model pays its warm-up once per worker process
-        return load_potential(name, device=config.device, compile=config.compile, compile_cache=config.compile_cache)
+        return load_potential(
+            name,
+            device=config.device,
+            compile=config.compile,
+            compile_cache=config.compile_cache,
+            memory_budget_mib=config.memory_budget_mib,
+        )
 
     for _, grouped_jobs in groupby(jobs, key=_group_key):
         grouped = list(grouped_jobs)

@@ -24,6 +24,7 @@ class WorkerConfig:
     device: str = "auto"
     compile: str = "auto"  # torch.compile of the potential: auto/on/off (workers.screening.potentials.compiled)
     compile_cache: Path | None = None  # where compiled graphs are kept between worker processes
+    memory_budget_mib: float | None = None  # what one potential call may use in a worker process
     keep_force_constants: bool = False  # phonopy_params yaml (xz) of each screening in the store
     lease_s: float = 600  # a claimed screening's lease, renewed every lease_s / 3 while its task runs
     reconcile_every_s: float = 60  # how often the reconciler runs (its grace for lost messages follows)

@@ -156,7 +156,7 @@ def _default(field: str) -> str:
     show_default=True,
     metavar="THZ",
     help="How deep below 0 THz a prescreen instability must be to be settled without the main potential "
-    '(provisional default, not yet measured: see README, "Prescreen and second opinion").',
+    '(the default changed no verdict of the validation set: README, "Prescreen and second opinion").',
 )
 @click.option(
     "--second-opinion",
@@ -165,6 +165,15 @@ def _default(field: str) -> str:
     metavar="POTENTIAL",
     help="After each verdict another potential screens the relaxed structure; both verdicts are kept, with "
     "whether they agree (the summary counts 'stable by both' and lists disagreements).",
+)
+@click.option(
+    "--model-memory-gb",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="GB",
+    help="Memory one process may give a potential's call; a cell whose call CHGNet estimates above it fails "
+    "with that reason instead of running the machine out of memory. 0: no limit. "
+    "[PHONONSCREEN_MODEL_MEMORY_GB, else 80 % of RAM split between the processes]",
 )
 @click.option(
     "--keep-force-constants",
@@ -187,6 +196,7 @@ def screen(
     prescreen: str | None,
     prescreen_margin: float,
     second_opinion: str | None,
+    model_memory_gb: float | None,
     keep_force_constants: bool,
 ) -> None:
     """Screen crystal structures in PATH... for dynamical stability.
@@ -204,7 +214,7 @@ def screen(
     from app.outputs import OutputFolder
     from workers.screening.opinions import run_label
     from workers.screening.parallel import OpinionSpecs, PotentialSpec
-    from workers.screening.potentials import PotentialUnavailableError, load_potential, resolve_device
+    from workers.screening.potentials import PotentialUnavailableError, budget_mib, load_potential, resolve_device
     from workers.screening.protocols import get_protocol
     from workers.screening.report.summary import format_summary
 
@@ -257,14 +267,20 @@ def screen(
         err=True,
     )
     click.echo(f"{len(records)} structures; {n_skipped} already done in {out.root}; screening {len(todo)}", err=True)
+    memory = budget_mib(
+        settings.model_memory_gb if model_memory_gb is None else model_memory_gb, processes=layout.processes
+    )
     spec = PotentialSpec(
         name=potential, device=dev, checkpoint=str(potential_checkpoint) if potential_checkpoint else None,
         compile=(compile_mode or settings.compile) if compile_now else "off", compile_cache=settings.compile_cache,
+        memory_budget_mib=memory,
     )  # fmt: skip
     opinions = OpinionSpecs(
-        prescreen=PotentialSpec(name=prescreen, device=dev) if prescreen else None,
+        prescreen=PotentialSpec(name=prescreen, device=dev, memory_budget_mib=memory) if prescreen else None,
         prescreen_margin_thz=prescreen_margin,
-        second_opinion=PotentialSpec(name=second_opinion, device=dev) if second_opinion else None,
+        second_opinion=PotentialSpec(name=second_opinion, device=dev, memory_budget_mib=memory)
+        if second_opinion
+        else None,
     )
     wanted = {key_of(r.name) for r in records}
     try:

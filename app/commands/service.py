@@ -159,11 +159,11 @@ def api(port: int | None, host: str | None, workers: int, insecure: bool) -> Non
 def worker(queues: str, concurrency: int | None, pool: str, hostname: str | None, loglevel: str) -> None:
     """Run a Celery worker that screens candidates (loads the potential once per process)."""
     settings = settings_or_fail()
-    app = _configure_worker_process(settings)
     from workers.screening.parallel import Layout
 
     layout = Layout.for_device(_device(settings.device))
     processes = concurrency or settings.worker_concurrency or layout.processes
+    app = _configure_worker_process(settings, processes=processes)
     # torch reads these when it is first imported, in the pool's children: set them before.
     threads = (
         layout.threads_per_process if processes == layout.processes else max(1, (os.cpu_count() or 1) // processes)
@@ -226,10 +226,11 @@ def beat(loglevel: str) -> None:
     )
 
 
-def _configure_worker_process(settings: Settings) -> Celery:
+def _configure_worker_process(settings: Settings, *, processes: int = 1) -> Celery:
     """The worker runtime (database, artifacts, device, leases) and the Celery app of a worker process."""
     from workers.celery_app import configure_celery
     from workers.runtime import WorkerConfig, configure_worker
+    from workers.screening.potentials.memory import budget_mib
 
     configure_worker(
         WorkerConfig(
@@ -238,6 +239,7 @@ def _configure_worker_process(settings: Settings) -> Celery:
             device=settings.device,
             compile=settings.compile,
             compile_cache=settings.compile_cache,
+            memory_budget_mib=budget_mib(settings.model_memory_gb, processes=processes),
             keep_force_constants=settings.keep_force_constants,
             lease_s=settings.lease_s,
             reconcile_every_s=settings.reconcile_every_s,

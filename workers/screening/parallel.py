@@ -53,6 +53,7 @@ class PotentialSpec:
     checkpoint: str | None = None
     compile: str = "off"  # load_potential's: auto / on / off
     compile_cache: Path | None = None  # where compiled graphs are kept between processes
+    memory_budget_mib: float | None = None  # load_potential's: what one call may use in the process
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -173,7 +174,7 @@ def _load(spec: PotentialSpec) -> LoadedPotential:
 
     return load_potential(
         spec.name, device=spec.device, checkpoint=spec.checkpoint, compile=spec.compile,
-        compile_cache=spec.compile_cache,
+        compile_cache=spec.compile_cache, memory_budget_mib=spec.memory_budget_mib,
     )  # fmt: skip
 
 

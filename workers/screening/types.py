@@ -59,6 +59,11 @@ class StructureRecord:
         return self.error is None and self.structure is not None
 
 
+class PotentialRefused(RuntimeError):
+    """A potential declined to evaluate a cell it cannot handle here (e.g. too large for the memory
+    it may use): the screening fails with this reason; the relaxation does not call it divergence."""
+
+
 @dataclass(frozen=True)
 class PotentialInfo:
     """Provenance of the interatomic potential that produced a verdict."""

@@ -16,7 +16,7 @@ from ase.calculators.calculator import Calculator as _AseCalculator
 from ase.calculators.calculator import all_changes
 
 from workers.screening.physics.cells import format_spacegroup, get_spacegroup
-from workers.screening.types import RelaxSummary
+from workers.screening.types import PotentialRefused, RelaxSummary
 
 if TYPE_CHECKING:
     from ase import Atoms
@@ -240,6 +240,8 @@ def relax_structure(atoms: Atoms, *, calculator: Calculator, settings: ProtocolS
     while not machine.done:
         try:
             evaluation = evaluate(calculator, machine.atoms)
+        except PotentialRefused:  # not the cell's physics: the screening fails with the potential's reason
+            raise
         except Exception as exc:  # noqa: BLE001 - a diverged cell may not even evaluate
             machine.fail(f"diverged: the potential failed to evaluate ({type(exc).__name__}: {exc})")
             break

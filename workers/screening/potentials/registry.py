@@ -20,6 +20,7 @@ from workers.screening.potentials.mattersim import (
     load_mattersim,
     missing_weights_message,
 )
+from workers.screening.potentials.memory import ModelMemoryError, budgeted_converter
 from workers.screening.types import PotentialInfo
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "POTENTIAL_NAMES",
     "LoadedPotential",
+    "ModelMemoryError",
     "PotentialFallbackWarning",
     "PotentialUnavailableError",
     "clear_potential_cache",
@@ -44,6 +46,8 @@ POTENTIAL_NAMES: tuple[str, ...] = (
     "chgnet-0.3.0",
 )
 AUTO_PREFERRED = "mattersim-v1.0.0-5m"
+# Potentials that estimate a call's memory before making it (`memory_budget_mib` applies to them).
+MEMORY_ESTIMATED = frozenset({"chgnet-0.3.0"})
 # The most phonon-accurate model that needs no download: Matbench Discovery's kappa_SRME 0.550
 # (MatterSim-5M 0.575, SevenNet-0 0.767), at 2.4-2.8x SevenNet-0's cost per force call here
 # (`benchmarks/compile_forces.py --potential sevennet-l3i5`; README, "Potentials and MatterSim weights").
@@ -99,7 +103,7 @@ class LoadedPotential:
         return dataclasses.replace(info, execution=execution, compiled_calls=compiled, eager_calls=eager)
 
 
-_CACHE: dict[tuple[str, str, str, str | None, bool, bool], LoadedPotential] = {}
+_CACHE: dict[tuple[str, str, str, str | None, bool, bool, float | None], LoadedPotential] = {}
 _LOCK = threading.Lock()
 
 
@@ -119,6 +123,7 @@ def load_potential(
     checkpoint: str | Path | None = None,
     compile: str = "off",
     compile_cache: Path | None = None,
+    memory_budget_mib: float | None = None,
 ) -> LoadedPotential:
     """Load potential `name` (one of POTENTIAL_NAMES) on `device`, once per process.
 
@@ -134,6 +139,10 @@ def load_potential(
     (see `workers.screening.potentials.compiled`); the compilation happens here, in a warm-up call, so the
     first structure is not charged for it. `info.execution` says what ran. `compile_cache` is the
     folder where compiled graphs are kept between processes (None: compiled in this process only).
+
+    `memory_budget_mib`: what one call may use in this process; a potential that can estimate its
+    memory before a call (CHGNet, `workers.screening.potentials.memory`) raises ModelMemoryError
+    for a cell over it instead of running the machine out of memory. None: no limit.
     """
     if name not in POTENTIAL_NAMES:
         raise ValueError(f"unknown potential {name!r}; valid names: {', '.join(POTENTIAL_NAMES)}")
@@ -142,7 +151,8 @@ def load_potential(
     use_compile, _why = compile_decision(resolved, device=dev, mode=compile)
     # `auto` keeps the compiled model only where it measures faster at warm-up; `on` keeps it anyway.
     measure = use_compile and compile == "auto"
-    key = (name, resolved, dev, str(path) if path else None, use_compile, measure)
+    budget = memory_budget_mib if resolved in MEMORY_ESTIMATED else None  # the others ignore it
+    key = (name, resolved, dev, str(path) if path else None, use_compile, measure, budget)
     with _LOCK:  # one load per key even when threads ask at once
         if key not in _CACHE:
             if warning:
@@ -157,6 +167,7 @@ def load_potential(
                 compiled=use_compile,
                 measure=measure,
                 compile_cache=compile_cache,
+                memory_budget_mib=budget,
             )
         return _CACHE[key]
 
@@ -218,7 +229,7 @@ class _Model:
     compiled: CompiledModel | None = None
 
 
-_MODELS: dict[tuple[str, str, str | None, bool, bool], _Model] = {}
+_MODELS: dict[tuple[str, str, str | None, bool, bool, float | None], _Model] = {}
 
 
 def _load(
@@ -231,12 +242,19 @@ def _load(
     compiled: bool,
     measure: bool = False,
     compile_cache: Path | None = None,
+    memory_budget_mib: float | None = None,
 ) -> LoadedPotential:
     # `auto` that fell back and an explicit `sevennet-l3i5` share one model in memory.
-    model_key = (name, device, str(path) if path else None, compiled, measure)
+    model_key = (name, device, str(path) if path else None, compiled, measure, memory_budget_mib)
     if model_key not in _MODELS:
         _MODELS[model_key] = _load_model(
-            name, device=device, path=path, compiled=compiled, measure=measure, compile_cache=compile_cache
+            name,
+            device=device,
+            path=path,
+            compiled=compiled,
+            measure=measure,
+            compile_cache=compile_cache,
+            memory_budget_mib=memory_budget_mib,
         )
     model = _MODELS[model_key]
     info = PotentialInfo(
@@ -266,6 +284,7 @@ def _load_model(
     compiled: bool = False,
     measure: bool = False,
     compile_cache: Path | None = None,
+    memory_budget_mib: float | None = None,
 ) -> _Model:
     compiled_model = None
     if name in MATTERSIM_FILES:
@@ -282,7 +301,7 @@ def _load_model(
         )
         label = "sevenn:" + "/".join(path.parts[-2:])
     elif name == "chgnet-0.3.0":
-        factory, elements, pkg, path = _load_chgnet(device=device)
+        factory, elements, pkg, path = _load_chgnet(device=device, memory_budget_mib=memory_budget_mib)
         label = "chgnet:" + "/".join(path.parts[-2:])
     else:  # pragma: no cover - _resolve only returns registry names
         raise ValueError(name)
@@ -373,7 +392,9 @@ def _warm_up(calc: Calculator) -> None:
     atoms.get_stress()
 
 
-def _load_chgnet(*, device: str) -> tuple[Callable[[], Calculator], frozenset[str], str, Path]:
+def _load_chgnet(
+    *, device: str, memory_budget_mib: float | None = None
+) -> tuple[Callable[[], Calculator], frozenset[str], str, Path]:
     import contextlib
     import io
 
@@ -384,6 +405,10 @@ def _load_chgnet(*, device: str) -> tuple[Callable[[], Calculator], frozenset[st
     from chgnet.model.dynamics import CHGNetCalculator
 
     model = CHGNet.load(model_name="0.3.0", use_device=device, verbose=False)
+    if memory_budget_mib is not None:  # every call builds its graph through this converter first
+        model.graph_converter = budgeted_converter(
+            model.graph_converter, name="chgnet-0.3.0", budget_mib=memory_budget_mib
+        )
 
     def make_calculator() -> Calculator:
         # CHGNet predicts GPa; stress_weight=GPa gives ASE's eV/Å^3. Its __init__ prints a line.

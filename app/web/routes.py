@@ -46,7 +46,8 @@ def _page(request: Request, template: str, *, title: str, **config: Any) -> HTML
         "installHint": INSTALL_HINT,
         **config,
     }
-    context = {"title": title, "page_json": json.dumps(page), "page": page}
+    # inside <script>: "<" escaped, so no value can close the element
+    context = {"title": title, "page_json": json.dumps(page).replace("<", "\\u003c"), "page": page}
     return templates.TemplateResponse(request, template, context)
 
 

@@ -147,7 +147,11 @@ def read_candidate(candidate: CandidateDep, session: SessionDep) -> CandidateDet
     )
 
 
-@router.get("/{candidate_id}/input.cif", response_class=Response, responses={200: {"content": {"chemical/x-cif": {}}}})
+@router.get(
+    "/{candidate_id}/input.cif",
+    response_class=Response,
+    responses={200: {"content": {"chemical/x-cif": {}}}, **CANDIDATE_NOT_FOUND},
+)
 def read_input_cif(candidate: CandidateDep) -> Response:
     """The structure as submitted (after parsing), as CIF."""
     return Response(candidate.cif, media_type="chemical/x-cif")
@@ -174,7 +178,7 @@ def read_force_constants(candidate: CandidateDep, session: SessionDep, store: St
 @router.get(
     "/{candidate_id}/bundle.zip",
     response_class=Response,
-    responses={200: {"content": {"application/zip": {}}}},
+    responses={200: {"content": {"application/zip": {}}}, **CANDIDATE_NOT_FOUND},
 )
 def read_bundle(candidate: CandidateDep, session: SessionDep, store: StoreDep) -> Response:
     """Everything about one candidate in one zip: verdict.json (this API's detail), input.cif, and

@@ -191,7 +191,7 @@ def read_bundle(candidate: CandidateDep, session: SessionDep, store: StoreDep) -
             files["relaxed.cif"] = store.read_bytes(verdict.relaxed_cif_path)
         if verdict.bands_path:
             files["band_structure.json"] = store.read_bytes(verdict.bands_path)
-            files["band_structure.png"] = read_band_structure_png(candidate, session, store).body
+            files["band_structure.png"] = _band_plot(candidate, verdict, store)
         if path := _force_constants_path(verdict):
             files["phonopy_params.yaml.xz"] = store.read_bytes(path)
     data = candidate_bundle(detail.model_dump_json(indent=1), files)
@@ -239,15 +239,20 @@ def read_band_structure_png(candidate: CandidateDep, session: SessionDep, store:
     """Band structure + DOS plot: the one the worker stored with the verdict (the same file the CLI
     writes), or drawn now from the stored data for a verdict saved without it."""
     verdict = _verdict_with(session, candidate, "bands_path")
+    return Response(_band_plot(candidate, verdict, store), media_type="image/png")
+
+
+def _band_plot(candidate: Candidate, verdict: Verdict, store) -> bytes:
+    """The PNG stored with a verdict that has bands, or one drawn now from its stored band data."""
     stored = ((verdict.result or {}).get("files") or {}).get("plot")
     if stored and store.exists(stored):
-        return Response(store.read_bytes(stored), media_type="image/png")
+        return store.read_bytes(stored)
     from workers.screening.report.plots import plot_band_structure  # matplotlib only when asked
     from workers.screening.types import BandData
 
+    assert verdict.bands_path is not None
     bands = BandData(**json.loads(store.read_bytes(verdict.bands_path)))
-    title = f"{candidate.reduced_formula} — {verdict.verdict}"
-    return Response(plot_band_structure(bands, title=title), media_type="image/png")
+    return plot_band_structure(bands, title=f"{candidate.reduced_formula} — {verdict.verdict}")
 
 
 def _verdict_with(session, candidate: Candidate, attribute: str) -> Verdict:

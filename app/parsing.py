@@ -113,14 +113,45 @@ _lock = threading.Lock()
 
 def _pool(workers: int) -> ProcessPool:
     """One pool per process and size, started on first use (spawned: the API's threads and open
-    connections are not forked into it), stopped at exit."""
+    connections are not forked into it), stopped at exit. Each process reads a small cell before it
+    takes a request (`_warm`), so a request's time limit never pays a process's start-up: not the
+    first one's, nor that of one started to replace a process killed at its limit."""
     from pebble import ProcessPool
 
     with _lock:
         pool = _pools.get(workers)
         if pool is None or not pool.active:
-            pool = _pools[workers] = ProcessPool(max_workers=workers, context=multiprocessing.get_context("spawn"))
+            pool = _pools[workers] = ProcessPool(
+                max_workers=workers, context=multiprocessing.get_context("spawn"), initializer=_warm
+            )
         return pool
+
+
+_WARM_CIF = b"""data_Si
+_cell_length_a 3.867
+_cell_length_b 3.867
+_cell_length_c 3.867
+_cell_angle_alpha 60
+_cell_angle_beta 60
+_cell_angle_gamma 60
+_symmetry_space_group_name_H-M 'P 1'
+loop_
+_atom_site_type_symbol
+_atom_site_fract_x
+_atom_site_fract_y
+_atom_site_fract_z
+Si 0 0 0
+Si 0.25 0.25 0.25
+"""
+
+
+def _warm() -> None:
+    """Runs in each pool process before its first task (pebble starts a task's clock after it):
+    reading one cell imports everything reading needs."""
+    limits = ReadLimits(max_atoms=2, max_files=1, max_structures=1, max_decompressed_bytes=len(_WARM_CIF), timeout_s=0)
+    records, exceeded = _read([("warm.cif", _WARM_CIF)], limits)
+    if exceeded or len(records[0]) != 1 or not records[0][0].ok:  # logged, not raised: pebble would respawn forever
+        logger.warning("the upload reader failed on a known-good cell: %s", exceeded or records)
 
 
 @atexit.register

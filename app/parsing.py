@@ -136,12 +136,13 @@ _cell_angle_beta 60
 _cell_angle_gamma 60
 _symmetry_space_group_name_H-M 'P 1'
 loop_
+_atom_site_label
 _atom_site_type_symbol
 _atom_site_fract_x
 _atom_site_fract_y
 _atom_site_fract_z
-Si 0 0 0
-Si 0.25 0.25 0.25
+Si1 Si 0 0 0
+Si2 Si 0.25 0.25 0.25
 """
 
 

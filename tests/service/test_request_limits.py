@@ -159,3 +159,15 @@ def test_health_answers_while_an_upload_is_being_read(limited):
         assert health == [200] * 5
         thread.join(120)
         assert answer == [413]  # stopped at its time limit
+
+
+def test_the_cell_each_reading_process_warms_up_on_is_read(caplog):
+    """A pool process reads this cell before its first request (`_warm`): it must really be read, so
+    that everything reading needs is imported before a request's time limit starts."""
+    from app.parsing import _WARM_CIF, ReadLimits, _read, _warm
+
+    limits = ReadLimits(max_atoms=2, max_files=1, max_structures=1, max_decompressed_bytes=len(_WARM_CIF), timeout_s=0)
+    records, exceeded = _read([("warm.cif", _WARM_CIF)], limits)
+    assert exceeded is None and records[0][0].ok and len(records[0][0].structure) == 2
+    _warm()
+    assert "failed on a known-good cell" not in caplog.text

@@ -30,6 +30,8 @@ def _register() -> None:
         ("app.commands.service", ("serve", "api", "worker", "beat", "db")),
         ("app.commands.submit", ("submit",)),
         ("app.commands.keys", ("keys",)),
+        ("app.commands.sources", ("sources",)),
+        ("app.commands.report", ("report",)),
     ):
         try:
             mod = import_module(module)

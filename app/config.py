@@ -223,6 +223,19 @@ class Settings(BaseSettings):
         **_env("PHONONSCREEN_TRUSTED_HOSTS"),
         description="Comma-separated Host header values the API answers (400 otherwise); empty: no check.",
     )
+    source_roots: str = Field(
+        "",
+        **_env("PHONONSCREEN_SOURCE_ROOTS"),
+        description="Comma-separated folders under which watched sources may lie (422 elsewhere); empty: any "
+        "folder this machine's service can read.",
+    )
+    source_interval_s: float = Field(
+        300,
+        ge=5,
+        **_env("PHONONSCREEN_SOURCE_INTERVAL_S"),
+        description="How often a watched source is scanned when it gives neither interval_s nor cron. A file "
+        "is read once its size and mtime held still between two scans.",
+    )
 
     @field_validator("potential")
     @classmethod
@@ -262,6 +275,10 @@ class Settings(BaseSettings):
     @property
     def trusted_host_list(self) -> list[str]:
         return _split_list(self.trusted_hosts)
+
+    @property
+    def source_root_list(self) -> list[Path]:
+        return [Path(p).expanduser().resolve() for p in _split_list(self.source_roots)]
 
     @property
     def resolved_database_url(self) -> str:

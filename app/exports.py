@@ -70,9 +70,9 @@ def candidates_csv(items: Iterable[CandidateOut]) -> str:
 
 
 REPORT_COLUMNS: tuple[str, ...] = (
-    "group", "submitted", "screened", "relaxed", "stable", "stable_phononbench", "stable_phononbench_v3",
-    "second_opinions", "stable_by_both", "stable_rate", "stable_rate_relaxed", "stable_phononbench_rate",
-    "stable_phononbench_v3_rate",
+    "group", "generated", "submitted", "unique", "screened", "relaxed", "stable", "stable_phononbench",
+    "stable_phononbench_v3", "second_opinions", "stable_by_both", "stable_rate", "stable_rate_relaxed",
+    "stable_phononbench_rate", "stable_phononbench_v3_rate",
 )  # fmt: skip
 
 

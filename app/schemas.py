@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints, field_validator, model_validator
 
 from models.batch import Batch
 from models.candidate import Candidate
@@ -263,7 +263,11 @@ class CandidateDetail(CandidateOut):
 
 class ReportRow(BaseModel):
     group: str
-    submitted: int
+    generated: int | None = Field(
+        None, description="Structures in the files, refused ones included (grouped by generator only)."
+    )
+    submitted: int = Field(description="Valid: structures accepted, a candidate each.")
+    unique: int = Field(0, description="Valid and not a duplicate of a structure screened before or earlier.")
     screened: int
     relaxed: int
     stable: int
@@ -289,3 +293,92 @@ class StabilityReport(BaseModel):
 
 class Problem(BaseModel):
     detail: Any
+
+
+SOURCE_PATTERN_MAX = 256
+SourcePattern = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=SOURCE_PATTERN_MAX),
+    AfterValidator(reject_nul),
+]
+
+
+class SourceIn(BaseModel):
+    """A folder of generator output to watch: scanned on its schedule, each new or changed file
+    screened as a batch of its own."""
+
+    path: Annotated[str, StringConstraints(min_length=1, max_length=1024), AfterValidator(reject_nul)] = Field(
+        description="Absolute path of the folder, as the service's workers see it."
+    )
+    patterns: list[SourcePattern] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Globs relative to `path` (e.g. `**/*.cif`, `eval_gen*.pt`); empty: every file in a known "
+        "structure format, in subfolders too, hidden files aside.",
+    )
+    generator: GeneratorName | None = None
+    generator_version: GeneratorVersion | None = None
+    protocol: str | None = Field(None, description="default | phononbench (server default if omitted)")
+    potential: str | None = Field(None, description="auto | sevennet-0 | ... (server default if omitted)")
+    interval_s: float | None = Field(
+        None, ge=5, le=31 * 86400, allow_inf_nan=False, description="Seconds between scans (or give `cron`)."
+    )
+    cron: Annotated[str, StringConstraints(strip_whitespace=True, max_length=128)] | None = Field(
+        None, description="Five fields, UTC: minute hour day-of-month month day-of-week, e.g. `*/10 * * * *`."
+    )
+
+    @field_validator("patterns")
+    @classmethod
+    def _relative_patterns(cls, value: list[str]) -> list[str]:
+        bad = [p for p in value if p.startswith(("/", "\\")) or ".." in p.replace("\\", "/").split("/")]
+        if bad:
+            raise ValueError(f"patterns are relative to the folder, without '..': {bad[:3]}")
+        return value
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str | None) -> str | None:
+        from workers.schedule import parse_cron
+
+        if value is not None:
+            parse_cron(value)  # ValueError names the problem
+        return value
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> SourceIn:
+        if self.interval_s is not None and self.cron is not None:
+            raise ValueError("give interval_s or cron, not both")
+        return self
+
+
+class SourceOut(BaseModel):
+    id: int
+    path: str
+    patterns: list[str]
+    generator: str | None
+    generator_version: str | None
+    protocol: str
+    potential: str
+    interval_s: float | None
+    cron: str | None
+    paused: bool
+    created_at: datetime
+    last_scan_at: datetime | None
+    last_error: str | None = Field(description="Why the last scan could not list the folder; null when it could.")
+    files: dict[str, int] = Field(description="Files seen, by state: waiting, ingested, same_content, unreadable.")
+    batches: int = Field(description="Batches this source made.")
+
+
+class SourceFileOut(BaseModel):
+    path: str
+    size: int
+    state: str = Field(description="waiting (read once size and mtime hold still), ingested, same_content, unreadable")
+    sha256: str | None
+    batch_id: int | None
+    message: str | None
+    changed_at: datetime | None
+
+
+class ScanSent(BaseModel):
+    source_id: int
+    message: str

@@ -6,6 +6,7 @@ from models.batch import Batch
 from models.candidate import Candidate
 from models.generator import Generator
 from models.screening import STATUSES, Screening
+from models.source import Source, SourceContent, SourceFile
 from models.verdict import Verdict
 from models.worker import WorkerHeartbeat
 
@@ -18,6 +19,9 @@ __all__ = [
     "Generator",
     "STATUSES",
     "Screening",
+    "Source",
+    "SourceContent",
+    "SourceFile",
     "Verdict",
     "WorkerHeartbeat",
 ]

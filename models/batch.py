@@ -17,6 +17,8 @@ class Batch(TimestampMixin, Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     source: Mapped[str] = mapped_column(String(32))  # "upload", "json", "scan"
+    # the watched folder a "scan" batch came from (models.source); kept when the source is deleted
+    source_id: Mapped[int | None] = mapped_column(ForeignKey("sources.id", ondelete="SET NULL"), index=True)
     generator_id: Mapped[int | None] = mapped_column(ForeignKey("generators.id"), index=True)
     # the generator's version or checkpoint as the submitter gave it: one generator, many versions
     generator_version: Mapped[str | None] = mapped_column(String(64))

@@ -18,6 +18,7 @@ from models.batch import Batch
 from models.candidate import Candidate
 from models.generator import Generator
 from models.screening import DUPLICATE, Screening
+from models.source import Source
 from models.verdict import Verdict
 from models.worker import WorkerHeartbeat
 
@@ -79,10 +80,12 @@ def create_batch(
     prescreen: str | None = None,
     prescreen_margin_thz: float | None = None,
     second_opinion: str | None = None,
+    source_id: int | None = None,
 ) -> Batch:
     """A new batch row (flushed, so it has an id)."""
     batch = Batch(
         source=source,
+        source_id=source_id,
         generator_id=generator.id if generator else None,
         generator_version=generator_version,
         protocol=protocol,
@@ -437,3 +440,31 @@ def charge_key_quota(session: Session, *, key_id: int, day: int, structures: int
     )
     used = session.execute(stmt, execution_options={"synchronize_session": False}).scalar_one_or_none()
     return None if used is None else int(used)
+
+
+def create_source(
+    session: Session,
+    *,
+    path: str,
+    patterns: list[str],
+    generator: Generator | None,
+    generator_version: str | None,
+    protocol: str,
+    potential: str,
+    interval_s: float | None,
+    cron: str | None,
+) -> Source:
+    """A new watched source (flushed, so it has an id)."""
+    source = Source(
+        path=path,
+        patterns=patterns,
+        generator_id=generator.id if generator else None,
+        generator_version=generator_version,
+        protocol=protocol,
+        potential=potential,
+        interval_s=interval_s,
+        cron=cron,
+    )
+    session.add(source)
+    session.flush()
+    return source

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -16,6 +16,7 @@ from models.batch import Batch
 from models.candidate import Candidate
 from models.generator import Generator
 from models.screening import DUPLICATE, STATUSES, Screening
+from models.source import Source, SourceFile
 from models.verdict import Verdict
 from models.worker import MISSED_BEATS, WorkerHeartbeat
 
@@ -29,7 +30,7 @@ SORTS = {  # API sort key -> column
     "energy_per_atom_ev": Verdict.energy_per_atom_ev,
     "created_at": Candidate.created_at,
 }
-GroupBy = Literal["generator", "crystal_system", "space_group"]
+GroupBy = Literal["generator", "generator_version", "crystal_system", "space_group"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,7 +76,7 @@ class BatchCounts:
 @dataclass(frozen=True)
 class ReportRow:
     group: str
-    submitted: int
+    submitted: int  # valid: structures accepted (a candidate each)
     screened: int  # a verdict exists
     relaxed: int  # stable or unstable: relaxation converged and phonons ran
     stable: int
@@ -83,6 +84,8 @@ class ReportRow:
     stable_phononbench_v3: int
     second_opinions: int = 0  # verdicts with a second opinion
     stable_by_both: int = 0
+    unique: int = 0  # not a duplicate of a structure screened before (or earlier in its batch)
+    generated: int | None = None  # structures in the files, refused ones too (grouped by generator only)
 
 
 def _latest_screening():
@@ -291,12 +294,17 @@ def get_candidate_screening(session: Session, *, candidate_id: int) -> tuple[Scr
     return (row[0], row[1]) if row else (None, None)
 
 
-def get_stability_report(session: Session, *, group_by: GroupBy, batch_id: int | None = None) -> list[ReportRow]:
-    """The PhononBench-style table: per group, submitted / screened / relaxed / stable, and stable
-    by PhononBench's criteria (-1e-3 THz and v3's -0.1 THz; a v3 flag not known counts as not stable)."""
+def get_stability_report(
+    session: Session, *, group_by: GroupBy, batch_id: int | None = None, source_id: int | None = None
+) -> list[ReportRow]:
+    """The PhononBench-style table: per group, generated / valid / unique / screened / relaxed /
+    stable, and stable by PhononBench's criteria (-1e-3 THz and v3's -0.1 THz; a v3 flag not known
+    counts as not stable); over everything, one batch, or the batches of one watched source."""
     gen = aliased(Generator)
+    by_generator = func.coalesce(gen.name, literal("(none)"))
     keys: dict[str, ColumnElement[Any]] = {
-        "generator": func.coalesce(gen.name, literal("(none)")),
+        "generator": by_generator,
+        "generator_version": by_generator + literal(" ") + func.coalesce(Batch.generator_version, literal("-")),
         "crystal_system": func.coalesce(Verdict.crystal_system, Candidate.crystal_system, literal("(unknown)")),
         "space_group": func.coalesce(Verdict.spacegroup_number, Candidate.spacegroup_number, literal(0)),
     }
@@ -312,17 +320,39 @@ def get_stability_report(session: Session, *, group_by: GroupBy, batch_id: int |
             func.sum(case((Verdict.stable_phononbench_v3.is_(True), 1), else_=0)),
             func.count(Verdict.second_verdict),
             func.sum(case((stable_by_both(), 1), else_=0)),
+            func.sum(case((Screening.duplicate_of_id.is_(None), 1), else_=0)),
         )
         .select_from(Candidate)
+        .join(Batch, Batch.id == Candidate.batch_id)
         .outerjoin(gen, gen.id == Candidate.generator_id)
         .outerjoin(Screening, _latest_screening())
         .outerjoin(Verdict, Verdict.screening_id == func.coalesce(Screening.duplicate_of_id, Screening.id))
         .group_by(key)
         .order_by(key)
     )
+    stmt = _batch_scope(stmt, batch_id=batch_id, source_id=source_id)
+    rows = [ReportRow(str(g), *(int(x or 0) for x in counts)) for g, *counts in session.execute(stmt).all()]
+    if group_by not in ("generator", "generator_version"):
+        return rows  # a structure refused at ingest has no symmetry to be grouped by
+    # generated: what the files held, refused structures included (they have no candidate row)
+    gen_key = func.coalesce(gen.name, literal("(none)"))
+    batch_key = gen_key if group_by == "generator" else keys["generator_version"]
+    generated_stmt = (
+        select(batch_key, func.sum(Batch.n_submitted))
+        .select_from(Batch)
+        .outerjoin(gen, gen.id == Batch.generator_id)
+        .group_by(batch_key)
+    )
+    generated = dict(session.execute(_batch_scope(generated_stmt, batch_id=batch_id, source_id=source_id)).all())
+    return [replace(r, generated=int(generated.get(r.group, r.submitted))) for r in rows]
+
+
+def _batch_scope(stmt: Select, *, batch_id: int | None, source_id: int | None) -> Select:
     if batch_id is not None:
-        stmt = stmt.where(Candidate.batch_id == batch_id)
-    return [ReportRow(str(g), *(int(x or 0) for x in counts)) for g, *counts in session.execute(stmt).all()]
+        stmt = stmt.where(Batch.id == batch_id)
+    if source_id is not None:
+        stmt = stmt.where(Batch.source_id == source_id)
+    return stmt
 
 
 @dataclass(frozen=True)
@@ -363,3 +393,42 @@ def get_api_key(session: Session, *, key_hash: str) -> ApiKey | None:
 def list_api_keys(session: Session) -> list[ApiKey]:
     """Every key, oldest first."""
     return list(session.scalars(select(ApiKey).order_by(ApiKey.id)).all())
+
+
+@dataclass(frozen=True)
+class SourceCounts:
+    files: dict[str, int]  # by state
+    batches: int
+
+
+def count_sources(session: Session, *, source_ids: Collection[int]) -> dict[int, SourceCounts]:
+    """Files by state and batches made, for each of these sources."""
+    files: dict[int, dict[str, int]] = {i: {} for i in source_ids}
+    for source_id, state, n in session.execute(
+        select(SourceFile.source_id, SourceFile.state, func.count())
+        .where(SourceFile.source_id.in_(source_ids))
+        .group_by(SourceFile.source_id, SourceFile.state)
+    ):
+        files[source_id][state] = n
+    batches = dict(
+        session.execute(
+            select(Batch.source_id, func.count()).where(Batch.source_id.in_(source_ids)).group_by(Batch.source_id)
+        ).all()
+    )
+    return {i: SourceCounts(files=files[i], batches=int(batches.get(i, 0))) for i in source_ids}
+
+
+def list_sources(session: Session) -> list[Source]:
+    return list(session.scalars(select(Source).order_by(Source.id)))
+
+
+def list_source_files(session: Session, *, source_id: int, limit: int, offset: int = 0) -> list[SourceFile]:
+    return list(
+        session.scalars(
+            select(SourceFile)
+            .where(SourceFile.source_id == source_id)
+            .order_by(SourceFile.path)
+            .limit(limit)
+            .offset(offset)
+        )
+    )

@@ -13,6 +13,10 @@ from celery import Celery
 SCREEN_TASK = "phononscreen.screen_screenings"
 FINISH_BATCHES_TASK = "phononscreen.finish_batches"
 RECONCILE_TASK = "phononscreen.reconcile"
+SCAN_SOURCE_TASK = "phononscreen.scan_source"
+# Celery beat's scheduler: the periodic tasks live in the database (sqlalchemy-celery-beat), where
+# the API writes the watched sources' schedules (workers.schedule)
+SCHEDULER = "sqlalchemy_celery_beat.schedulers:DatabaseScheduler"
 SCREEN_QUEUE = "screen"  # heavy: one potential per worker process, GPU workers listen here
 DEFAULT_QUEUE = "default"  # light bookkeeping
 
@@ -23,6 +27,7 @@ celery_app.conf.update(
         SCREEN_TASK: {"queue": SCREEN_QUEUE},
         FINISH_BATCHES_TASK: {"queue": DEFAULT_QUEUE},
         RECONCILE_TASK: {"queue": DEFAULT_QUEUE},
+        SCAN_SOURCE_TASK: {"queue": DEFAULT_QUEUE},
     },
     task_acks_late=True,  # a worker that dies mid-task leaves the message for another
     task_reject_on_worker_lost=True,
@@ -36,9 +41,15 @@ celery_app.conf.update(
 
 
 def configure_celery(
-    *, broker_url: str, soft_time_limit_s: int, time_limit_s: int, reconcile_every_s: float = 60
+    *,
+    broker_url: str,
+    soft_time_limit_s: int,
+    time_limit_s: int,
+    reconcile_every_s: float = 60,
+    schedule_url: str | None = None,
 ) -> Celery:
-    """Point the app at a broker, set the task time limits and the reconciler's beat; returns the app."""
+    """Point the app at a broker, set the task time limits, the reconciler's beat and the database
+    that holds beat's schedule (`schedule_url`, read by beat only); returns the app."""
     if celery_app.conf.broker_url not in (None, broker_url):
         _forget_connections(celery_app)
     celery_app.conf.update(
@@ -60,6 +71,14 @@ def configure_celery(
             {"visibility_timeout": time_limit_s + 600} if broker_url.startswith(("redis", "rediss")) else {}
         ),
     )
+    if schedule_url is not None:
+        celery_app.conf.update(
+            beat_scheduler=SCHEDULER,
+            beat_dburi=schedule_url,
+            # SQLite: wait for the API's and workers' writes instead of failing at the driver's 5 s
+            beat_engine_options={"connect_args": {"timeout": 30}} if schedule_url.startswith("sqlite") else {},
+            beat_max_loop_interval=5,  # how soon a new, paused or resumed source's schedule is read
+        )
     return celery_app
 
 

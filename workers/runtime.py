@@ -30,6 +30,10 @@ class WorkerConfig:
     reconcile_every_s: float = 60  # how often the reconciler runs (its grace for lost messages follows)
     screen_chunk: int = 4  # screenings per task when the reconciler re-sends them
     heartbeat_s: float = 10  # how often the worker's main process records that it is alive (workers.heartbeat)
+    # what one watched file may cost to read (workers.scan): the API's limits for one request
+    max_atoms: int = 500
+    max_structures: int = 100_000
+    max_decompressed_bytes: int = 200_000_000
 
 
 class WorkerContext:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -10,13 +11,23 @@ from celery.signals import worker_ready, worker_shutdown
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import OperationalError as DatabaseError
 
-from workers.celery_app import FINISH_BATCHES_TASK, RECONCILE_TASK, SCREEN_TASK, celery_app
+from workers.celery_app import (
+    FINISH_BATCHES_TASK,
+    RECONCILE_TASK,
+    SCAN_SOURCE_TASK,
+    SCREEN_TASK,
+    celery_app,
+    send_screenings,
+)
 from workers.heartbeat import WorkerIdentity, start_heartbeat, stop_heartbeat
 from workers.jobs import TIME_LIMIT, batch_ids_of, claim, load_jobs, mark_failed, run_jobs
 from workers.leases import hold_leases
 from workers.reconcile import reconcile_and_send
 from workers.runtime import get_worker_context
+from workers.scan import ScanLimits, scan_source
+from workers.schedule import sync_source_schedules
 
+logger = logging.getLogger(__name__)
 TRANSIENT = (DatabaseError, BrokerError, ConnectionError)  # worth a retry; nothing else is
 MAX_RETRIES = 5
 
@@ -78,6 +89,26 @@ def reconcile() -> dict[str, int]:
         reconcile_every_s=config.reconcile_every_s,
         chunk=config.screen_chunk,
     )
+    try:  # the watched sources' periodic tasks heal here if a write of them was lost
+        with context.session() as session:
+            sync_source_schedules(session)
+    except Exception:  # the reconciler's own work is done; the next tick tries again
+        logger.exception("the watched sources' schedule could not be synchronised")
+    return report.counts()
+
+
+@celery_app.task(name=SCAN_SOURCE_TASK, autoretry_for=TRANSIENT, max_retries=MAX_RETRIES, retry_backoff=15)
+def scan_source_task(source_id: int, manual: bool = False) -> dict[str, int]:
+    """Scan a watched source (beat sends it on the source's schedule; the API on "scan now"), then
+    queue the screenings of the batches it stored."""
+    context = get_worker_context()
+    config = context.config
+    limits = ScanLimits(
+        max_atoms=config.max_atoms, max_structures=config.max_structures, max_bytes=config.max_decompressed_bytes
+    )
+    report = scan_source(context.session, source_id=source_id, store=context.store, limits=limits, manual=manual)
+    if report.screening_ids:  # committed: a lost send is re-sent by the reconciler
+        send_screenings(celery_app, screening_ids=report.screening_ids, chunk=config.screen_chunk)
     return report.counts()
 
 

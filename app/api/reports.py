@@ -16,36 +16,46 @@ from workers.screening.report.summary import stability_rates
 router = APIRouter(prefix="/reports", tags=["reports"])
 
 
+GroupBy = Literal["generator", "generator_version", "crystal_system", "space_group"]
+BatchScope = Annotated[int | None, Query(ge=1, le=ID_MAX, description="Only this batch")]
+SourceScope = Annotated[int | None, Query(ge=1, le=ID_MAX, description="Only the batches of this watched source")]
+
+
 @router.get("/stability", response_model=StabilityReport)
 def read_stability(
     session: SessionDep,
-    group_by: Literal["generator", "crystal_system", "space_group"] = "generator",
-    batch_id: Annotated[int | None, Query(ge=1, le=ID_MAX)] = None,
+    group_by: GroupBy = "generator",
+    batch_id: BatchScope = None,
+    source_id: SourceScope = None,
 ) -> StabilityReport:
-    """Per group: submitted, screened, relaxed, stable, and the stability rates (stable/all,
-    stable/relaxed, PhononBench/all at -1e-3 THz and at v3's -0.1 THz: the definitions the CLI's
-    summary uses)."""
-    rows = [_row(r) for r in get_stability_report(session, group_by=group_by, batch_id=batch_id)]
+    """Generators side by side, as PhononBench's table: per group, generated, valid (`submitted`),
+    unique, screened, relaxed, stable, and the stability rates (stable/all, stable/relaxed,
+    PhononBench/all at -1e-3 THz and at v3's -0.1 THz: the definitions the CLI's summary uses)."""
+    found = get_stability_report(session, group_by=group_by, batch_id=batch_id, source_id=source_id)
+    rows = [_row(r) for r in found]
     counts = {f: sum(getattr(r, f) for r in rows) for f in _COUNTS}
-    return StabilityReport(group_by=group_by, rows=rows, total=_row(StabilityCounts(group="all", **counts)))
+    generated = None if any(r.generated is None for r in found) else sum(r.generated or 0 for r in found)
+    total = _row(StabilityCounts(group="all", generated=generated, **counts))
+    return StabilityReport(group_by=group_by, rows=rows, total=total)
 
 
 @router.get("/stability.csv", response_class=Response, responses={200: {"content": {"text/csv": {}}}})
 def read_stability_csv(
     session: SessionDep,
-    group_by: Literal["generator", "crystal_system", "space_group"] = "generator",
-    batch_id: Annotated[int | None, Query(ge=1, le=ID_MAX)] = None,
+    group_by: GroupBy = "generator",
+    batch_id: BatchScope = None,
+    source_id: SourceScope = None,
 ) -> Response:
     """The same table as GET /reports/stability, as CSV (its last row: all)."""
-    report = read_stability(session, group_by=group_by, batch_id=batch_id)
+    report = read_stability(session, group_by=group_by, batch_id=batch_id, source_id=source_id)
     return csv_response(
         report_csv(report.rows, report.total, group_by=group_by), filename=f"stability-by-{group_by}.csv"
     )
 
 
 _COUNTS = (
-    "submitted", "screened", "relaxed", "stable", "stable_phononbench", "stable_phononbench_v3", "second_opinions",
-    "stable_by_both",
+    "submitted", "unique", "screened", "relaxed", "stable", "stable_phononbench", "stable_phononbench_v3",
+    "second_opinions", "stable_by_both",
 )  # fmt: skip
 
 
@@ -57,4 +67,6 @@ def _row(counts: StabilityCounts) -> ReportRow:
         n_stable_phononbench=counts.stable_phononbench,
         n_stable_phononbench_v3=counts.stable_phononbench_v3,
     )
-    return ReportRow(group=counts.group, **{f: getattr(counts, f) for f in _COUNTS}, **rates.as_dict())
+    return ReportRow(
+        group=counts.group, generated=counts.generated, **{f: getattr(counts, f) for f in _COUNTS}, **rates.as_dict()
+    )

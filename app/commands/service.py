@@ -15,6 +15,7 @@ from app.supervisor import WorkerSupervisor, start_worker_process
 
 if TYPE_CHECKING:
     from celery import Celery
+    from celery.beat import EmbeddedService
 
     from app.config import Settings
 
@@ -30,7 +31,8 @@ if TYPE_CHECKING:
 )
 @click.option("--insecure", is_flag=True, help="Serve a non-loopback address without API keys (anyone can submit).")
 def serve(port: int | None, host: str | None, home: Path | None, insecure: bool) -> None:
-    """Run everything on this machine: SQLite, a serverless broker, one worker, the reconciler and the API.
+    """Run everything on this machine: SQLite, a serverless broker, one worker, the reconciler, the
+    watched sources' scheduler and the API.
 
     Data (database, broker, artifacts) is kept under PHONONSCREEN_HOME. Set DATABASE_URL and
     CELERY_BROKER_URL to use Postgres and Redis instead. Stop with Ctrl-C. Bound to an address
@@ -53,12 +55,14 @@ def serve(port: int | None, host: str | None, home: Path | None, insecure: bool)
     worker = WorkerSupervisor(lambda: start_worker_process(queues="screen,default", concurrency=1))
     worker.start()
     stop_reconciler = _start_reconciler(settings)
+    scheduler = _start_scheduler(settings)
     # uvicorn re-raises SIGTERM after its graceful shutdown; without a handler the process would
     # die there and orphan the worker, so turn it into SystemExit and let `finally` stop the worker
     signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         uvicorn.run(create_app(settings), host=host, port=port)
     finally:
+        scheduler.stop()
         stop_reconciler.set()
         worker.stop()
 
@@ -76,6 +80,7 @@ def _start_reconciler(settings: Settings) -> threading.Event:
         broker_url=settings.resolved_broker_url,
         soft_time_limit_s=settings.task_soft_time_limit_s,
         time_limit_s=settings.task_time_limit_s,
+        schedule_url=settings.resolved_database_url,  # for the scheduler thread (_start_scheduler)
     )
     return start_reconciler_thread(
         context.session,
@@ -84,6 +89,22 @@ def _start_reconciler(settings: Settings) -> threading.Event:
         reconcile_every_s=settings.reconcile_every_s,
         chunk=settings.screen_chunk,
     )
+
+
+def _start_scheduler(settings: Settings) -> EmbeddedService:
+    """Celery beat as a thread of this process, sending the watched sources' scans on their
+    schedules (what `phononscreen beat` does in production); the reconciler runs in its own thread."""
+    from celery.beat import EmbeddedService
+
+    from workers.celery_app import SCHEDULER, celery_app
+
+    _sync_source_schedules(settings)
+    # configured by _start_reconciler (schedule_url); the reconciler has its own thread here, so
+    # beat sends only what the database holds
+    celery_app.conf.beat_schedule = {}
+    service = EmbeddedService(celery_app, thread=True, scheduler_cls=SCHEDULER)
+    service.start()
+    return service
 
 
 def check_exposure(settings: Settings, *, host: str, port: int, insecure: bool) -> None:
@@ -194,18 +215,18 @@ def worker(queues: str, concurrency: int | None, pool: str, hostname: str | None
 @click.option("--loglevel", "-l", default="INFO", show_default=True)
 def beat(loglevel: str) -> None:
     """Run the bookkeeper (exactly one): Celery beat, sending the reconciler every
-    PHONONSCREEN_RECONCILE_EVERY_S, inside a one-process worker of the `default` queue that runs it
-    and the batches' bookkeeping.
+    PHONONSCREEN_RECONCILE_EVERY_S and each watched source's scan on its schedule, inside a
+    one-process worker of the `default` queue that runs them and the batches' bookkeeping.
 
-    The reconciler takes back screenings whose worker died (or fails them after 3 attempts),
-    re-sends lost messages and stamps ended batches. It has a worker of its own: on the screening
-    workers it would wait behind hours-long tasks while their every process is busy.
+    The schedule is kept in the database (sqlalchemy-celery-beat), where the API writes the
+    sources' schedules: a restarted beat carries on from it. The reconciler takes back screenings
+    whose worker died (or fails them after 3 attempts), re-sends lost messages and stamps ended
+    batches. It has a worker of its own: on the screening workers it would wait behind hours-long
+    tasks while their every process is busy.
     """
     settings = settings_or_fail()
-    app = _configure_worker_process(settings)
-    # the schedule lives in the app's configuration: keep beat's own state file out of the way
-    schedule = settings.home / "celerybeat-schedule"
-    settings.home.mkdir(parents=True, exist_ok=True)
+    app = _configure_worker_process(settings, schedule=True)
+    _sync_source_schedules(settings)
     app.worker_main(
         [
             "worker",
@@ -214,8 +235,6 @@ def beat(loglevel: str) -> None:
             "--pool",
             "solo",
             "--beat",
-            "--schedule",
-            str(schedule),
             "--hostname",
             f"phononscreen-beat-{os.getpid()}@%h",
             "--loglevel",
@@ -226,8 +245,22 @@ def beat(loglevel: str) -> None:
     )
 
 
-def _configure_worker_process(settings: Settings, *, processes: int = 1) -> Celery:
-    """The worker runtime (database, artifacts, device, leases) and the Celery app of a worker process."""
+def _sync_source_schedules(settings: Settings) -> None:
+    """The watched sources' periodic tasks made to match the sources table, before beat reads them."""
+    from models.session import create_db_engine, create_session_factory
+    from workers.schedule import sync_source_schedules
+
+    engine = create_db_engine(settings.resolved_database_url)
+    try:
+        with create_session_factory(engine)() as session:
+            sync_source_schedules(session)
+    finally:
+        engine.dispose()
+
+
+def _configure_worker_process(settings: Settings, *, processes: int = 1, schedule: bool = False) -> Celery:
+    """The worker runtime (database, artifacts, device, leases, read limits) and the Celery app of a
+    worker process (`schedule`: one that runs beat too)."""
     from workers.celery_app import configure_celery
     from workers.runtime import WorkerConfig, configure_worker
     from workers.screening.potentials.memory import budget_mib
@@ -245,6 +278,9 @@ def _configure_worker_process(settings: Settings, *, processes: int = 1) -> Cele
             reconcile_every_s=settings.reconcile_every_s,
             screen_chunk=settings.screen_chunk,
             heartbeat_s=settings.heartbeat_s,
+            max_atoms=settings.max_atoms,
+            max_structures=settings.max_structures,
+            max_decompressed_bytes=settings.max_decompressed_bytes,
         )
     )
     return configure_celery(
@@ -252,6 +288,7 @@ def _configure_worker_process(settings: Settings, *, processes: int = 1) -> Cele
         soft_time_limit_s=settings.task_soft_time_limit_s,
         time_limit_s=settings.task_time_limit_s,
         reconcile_every_s=settings.reconcile_every_s,
+        schedule_url=settings.resolved_database_url if schedule else None,
     )
 
 

@@ -7,22 +7,12 @@ from pathlib import Path
 
 import click
 
+from app.commands import service_client, service_options
+
 
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option(
-    "--url",
-    default="http://127.0.0.1:8000",
-    show_default=True,
-    envvar="PHONONSCREEN_URL",
-    help="Base URL of the service [PHONONSCREEN_URL].",
-)
-@click.option(
-    "--key",
-    default=None,
-    envvar="PHONONSCREEN_API_KEY",
-    help="API key, sent as `Authorization: Bearer KEY` [PHONONSCREEN_API_KEY].",
-)
+@service_options
 @click.option("--generator", "-g", default=None, help="Name of the generative model that made them.")
 @click.option("--generator-version", default=None, help="Its version or checkpoint, kept with the batch.")
 @click.option("--protocol", default=None, help="default | phononbench (server default if omitted).")
@@ -56,7 +46,6 @@ def submit(
     timeout: float | None,
 ) -> None:
     """Upload PATHS (files or folders of structure files) as one batch, then show its verdicts."""
-    import httpx
 
     files = [p for path in paths for p in ([path] if path.is_file() else sorted(_files_under(path)))]
     if not files:
@@ -71,8 +60,7 @@ def submit(
         "second_opinion": second_opinion,
     }
     data = {k: v for k, v in fields.items() if v}
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    with httpx.Client(base_url=url.rstrip("/"), timeout=120, headers=headers) as client:
+    with service_client(url, key) as client:
         handles = [("files", (f.name, f.read_bytes())) for f in files]
         response = client.post("/api/v1/batches", files=handles, data=data)
         if response.status_code != 202:

@@ -135,6 +135,12 @@ def _skipped_member(member: str) -> bool:
     return not parts or "__MACOSX" in parts or any(p.startswith(".") and p not in (".", "..") for p in parts)
 
 
+def known_structure_file(relative: str) -> bool:
+    """A file a watched folder's default patterns take: a format known by its name, not hidden
+    (editors' and downloaders' temporary files are), nor inside a hidden folder."""
+    return not _skipped_member(relative) and sniff_format(relative, b"") is not None
+
+
 def _iter_zip(data: bytes, name: str, budget: ReadBudget) -> Iterator[fmt.Item]:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))

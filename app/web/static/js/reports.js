@@ -1,14 +1,16 @@
-// Reports page: stability by generator, crystal system and space group (GET
-// /api/v1/reports/stability), as tables and bar charts, each with its CSV.
+// Reports page: generators side by side as PhononBench's table (generated, valid, unique, relaxed,
+// stable, rates), and stability by generator version, crystal system and space group (GET
+// /api/v1/reports/stability), over everything, one batch or one watched source; tables and bar
+// charts, each with its CSV.
 "use strict";
 
 const REPORT_COLUMNS = [
-  ["group", null], ["submitted", "int"], ["screened", "int"], ["relaxed", "int"], ["stable", "int"],
+  ["group", null], ["generated", "int"], ["submitted", "int"], ["unique", "int"], ["screened", "int"], ["relaxed", "int"], ["stable", "int"],
   ["stable_rate", "pct"], ["stable_rate_relaxed", "pct"], ["stable_phononbench_rate", "pct"],
   ["stable_phononbench_v3_rate", "pct"], ["second_opinions", "int"], ["stable_by_both", "int"],
 ];
 const HEADERS = {
-  group: "group", submitted: "submitted", screened: "screened", relaxed: "relaxed", stable: "stable",
+  group: "group", generated: "generated", submitted: "valid", unique: "unique", screened: "screened", relaxed: "relaxed", stable: "stable",
   stable_rate: "stable / all", stable_rate_relaxed: "stable / relaxed", stable_phononbench_rate: "PhononBench −1e-3 THz / all",
   stable_phononbench_v3_rate: "PhononBench v3 −0.1 THz / all", second_opinions: "second opinions", stable_by_both: "stable by both",
 };
@@ -22,8 +24,10 @@ document.addEventListener("DOMContentLoaded", () => {
 
   function query(group) {
     const params = new URLSearchParams({ group_by: group });
-    const batch = field("batch_id").value.trim();
-    if (batch) params.set("batch_id", batch);
+    for (const name of ["batch_id", "source_id"]) {
+      const value = field(name).value.trim();
+      if (value) params.set(name, value);
+    }
     return params;
   }
 
@@ -51,7 +55,7 @@ document.addEventListener("DOMContentLoaded", () => {
       for (const [name, kind] of REPORT_COLUMNS) {
         const td = document.createElement(name === "group" ? "th" : "td");
         if (name === "group") td.scope = "row";
-        td.textContent = kind === "pct" ? pct(row[name]) : String(row[name] ?? "");
+        td.textContent = kind === "pct" ? pct(row[name]) : String(row[name] ?? "–");
         tr.appendChild(td);
       }
       return tr;

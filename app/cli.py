@@ -29,6 +29,7 @@ def _register() -> None:
         ("app.commands.screen", ("screen",)),
         ("app.commands.service", ("serve", "api", "worker", "beat", "db")),
         ("app.commands.submit", ("submit",)),
+        ("app.commands.export", ("export",)),
         ("app.commands.keys", ("keys",)),
         ("app.commands.sources", ("sources",)),
         ("app.commands.report", ("report",)),

@@ -27,7 +27,7 @@ from app.config import Settings, get_settings
 from app.limits import BodySizeLimit
 from app.web.routes import WEB
 from app.web.routes import router as web_router
-from models.artifacts import ArtifactStore
+from models.artifacts import ArtifactMissing, ArtifactStore
 from models.session import create_db_engine, create_session_factory
 from workers.celery_app import configure_celery
 
@@ -96,9 +96,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def add_error_handlers(app: FastAPI) -> None:
     """422 for bad requests (JSON-safe and short, whatever the input), 422 for a body that ended
-    early, 503 with Retry-After while the database cannot be reached."""
+    early, 503 with Retry-After while the database cannot be reached, 410 for a stored file that
+    went missing from the artifact store."""
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(ClientDisconnect, _incomplete_body)
+    app.add_exception_handler(ArtifactMissing, _artifact_missing)
     for error in (OperationalError, InterfaceError, PoolTimeoutError):
         app.add_exception_handler(error, _database_unavailable)
 
@@ -117,6 +119,13 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
 async def _incomplete_body(_: Request, __: Exception) -> JSONResponse:
     message = "the request body ended before it was complete (shorter than its Content-Length)"
     return JSONResponse({"detail": {"code": "incomplete_body", "message": message}}, status_code=422)
+
+
+async def _artifact_missing(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ArtifactMissing)
+    logger.warning("artifact missing: %s", exc.relpath)
+    message = "this file is no longer in the artifact store (deleted, or another volume mounted); screen again"
+    return JSONResponse({"detail": {"code": "artifact_missing", "message": message}}, status_code=410)
 
 
 async def _database_unavailable(_: Request, exc: Exception) -> JSONResponse:

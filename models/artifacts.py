@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+class ArtifactMissing(FileNotFoundError):
+    """A row names a file the store no longer has (deleted by hand, or another volume mounted)."""
+
+    def __init__(self, relpath: str) -> None:
+        super().__init__(f"{relpath} is not in the artifact store")
+        self.relpath = relpath
 
 
 @dataclass(frozen=True)
@@ -32,7 +43,22 @@ class ArtifactStore:
         return self.write_bytes(relpath, text.encode())
 
     def read_bytes(self, relpath: str) -> bytes:
-        return self._resolve(relpath).read_bytes()
+        """The file's bytes; ArtifactMissing when the store no longer has it."""
+        try:
+            return self._resolve(relpath).read_bytes()
+        except FileNotFoundError:
+            raise ArtifactMissing(relpath) from None
+
+    def read_if_present(self, relpath: str | None) -> bytes | None:
+        """The file's bytes, or None when there is no path or the file went missing (logged): for
+        callers that have a fallback, such as the input structure for a relaxed one."""
+        if relpath is None:
+            return None
+        try:
+            return self.read_bytes(relpath)
+        except ArtifactMissing:
+            logger.warning("artifact %s is missing from the store; falling back", relpath)
+            return None
 
     def exists(self, relpath: str) -> bool:
         return self._resolve(relpath).is_file()

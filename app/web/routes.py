@@ -16,6 +16,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from app.export_formats import EXPORT_FORMATS
 from app.exports import CANDIDATE_COLUMNS
 from app.schemas import ID_MAX
 from workers.screening.opinions import DEFAULT_PRESCREEN_MARGIN_THZ
@@ -74,7 +75,15 @@ def batch_page(request: Request, batch_id: Id) -> HTMLResponse:
 
 @router.get("/candidates", response_class=HTMLResponse)
 def candidates_page(request: Request) -> HTMLResponse:
-    return _page(request, "candidates.html", title="Results", columns=CANDIDATE_COLUMNS, verdicts=list(VERDICTS))
+    formats = [{"name": f.name, "label": f.label, "filename": f.filename} for f in EXPORT_FORMATS.values()]
+    return _page(
+        request,
+        "candidates.html",
+        title="Results",
+        columns=CANDIDATE_COLUMNS,
+        verdicts=list(VERDICTS),
+        exportFormats=formats,
+    )
 
 
 @router.get("/candidates/{candidate_id}", response_class=HTMLResponse)

@@ -1,5 +1,6 @@
 // Results page: the candidate table with the API's filters, sorting and paging; the state lives in
 // the URL (shareable); the CSV is GET /api/v1/candidates.csv with the same parameters: the page shown.
+// "Export" is GET /api/v1/candidates/export with the same filters: every matching candidate, no paging.
 "use strict";
 
 // column path -> the API's sort key (models/queries.py SORTS)
@@ -87,6 +88,25 @@ document.addEventListener("DOMContentLoaded", () => {
       await download(`/api/v1/candidates.csv?${query()}`, `candidates-page${field("page").value}.csv`);
     } catch (e) {
       showError(`CSV: ${e.message}`);
+    }
+  });
+  document.getElementById("export").addEventListener("click", async () => {
+    const button = document.getElementById("export");
+    const name = document.getElementById("export-format").value;
+    const format = window.PAGE.exportFormats.find((f) => f.name === name);
+    const params = query();
+    params.delete("page");
+    params.delete("per_page");
+    params.set("format", name);
+    button.disabled = true;
+    button.textContent = "Exporting…";
+    try {
+      await download(`/api/v1/candidates/export?${params}`, format.filename);
+    } catch (e) {
+      showError(`Export: ${e.message}`);
+    } finally {
+      button.disabled = false;
+      button.textContent = "Export";
     }
   });
   window.onKeyChanged = load;

@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from optimade.exceptions import OptimadeHTTPException
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.middleware.cors import CORSMiddleware
@@ -25,6 +26,8 @@ from app.api import api_router
 from app.api.health import router as health_router
 from app.config import Settings, get_settings
 from app.limits import BodySizeLimit
+from app.optimade import optimade_error
+from app.optimade import router as optimade_router
 from app.web.routes import WEB
 from app.web.routes import router as web_router
 from models.artifacts import ArtifactMissing, ArtifactStore
@@ -76,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api_router)
     app.include_router(health_router)
     app.include_router(web_router)  # the pages: shells that read and write through /api/v1
+    app.include_router(optimade_router)  # /optimade/v1: the screened structures for OPTIMADE clients
     app.mount("/static/app", StaticFiles(directory=WEB / "static"), name="static")
     add_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
@@ -96,10 +100,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def add_error_handlers(app: FastAPI) -> None:
     """422 for bad requests (JSON-safe and short, whatever the input), 422 for a body that ended
-    early, 503 with Retry-After while the database cannot be reached, 410 for a stored file that
-    went missing from the artifact store."""
+    early, 503 with Retry-After while the database cannot be reached, OPTIMADE's errors as its
+    error documents, 410 for a stored file that went missing from the artifact store."""
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(ClientDisconnect, _incomplete_body)
+    app.add_exception_handler(OptimadeHTTPException, optimade_error)  # /optimade: JSON:API error documents
     app.add_exception_handler(ArtifactMissing, _artifact_missing)
     for error in (OperationalError, InterfaceError, PoolTimeoutError):
         app.add_exception_handler(error, _database_unavailable)

@@ -29,6 +29,10 @@ class Candidate(TimestampMixin, Base):
     reduced_formula: Mapped[str] = mapped_column(String(256), index=True)
     elements: Mapped[list[str]] = mapped_column(JSON)
     chemsys: Mapped[str] = mapped_column(String(256), index=True)  # "Al-O-Si", for element filters
+    # for formula search (models.formulas): reduced, alphabetical "ClNa", and anonymous "AB2"; None
+    # only where the cell's element totals are not whole numbers
+    alphabetical_formula: Mapped[str | None] = mapped_column(String(256), index=True)
+    anonymous_formula: Mapped[str | None] = mapped_column(String(256), index=True)
     n_sites: Mapped[int]
     spacegroup_number: Mapped[int | None]  # of the input, spglib symprec 0.01
     spacegroup_symbol: Mapped[str | None] = mapped_column(String(32))

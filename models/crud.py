@@ -16,6 +16,7 @@ from models.api_key import ApiKey
 from models.base import utc_now
 from models.batch import Batch
 from models.candidate import Candidate
+from models.formulas import alphabetical_formula, anonymous_formula
 from models.generator import Generator
 from models.screening import DUPLICATE, Screening
 from models.source import Source
@@ -112,6 +113,8 @@ def add_candidates(session: Session, *, batch: Batch, candidates: Sequence[Candi
             batch_id=batch.id,
             generator_id=batch.generator_id,
             chemsys="-".join(sorted(values.elements)),
+            alphabetical_formula=alphabetical_formula(values.structure),
+            anonymous_formula=anonymous_formula(values.structure),
             **fields,
         )
         screening = Screening(

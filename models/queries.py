@@ -36,6 +36,7 @@ GroupBy = Literal["generator", "generator_version", "crystal_system", "space_gro
 @dataclass(frozen=True, kw_only=True)
 class CandidateFilters:
     batch_id: int | None = None
+    source_id: int | None = None  # the batches of one watched source
     generator: str | None = None
     verdict: str | None = None
     reason: str | None = None  # the verdict's reason, e.g. optical / acoustic / elastic
@@ -225,6 +226,8 @@ def _candidate_query(filters: CandidateFilters) -> Select:
     )
     if filters.batch_id is not None:
         stmt = stmt.where(Candidate.batch_id == filters.batch_id)
+    if filters.source_id is not None:
+        stmt = stmt.join(Batch, Batch.id == Candidate.batch_id).where(Batch.source_id == filters.source_id)
     if filters.generator is not None:
         stmt = stmt.join(Generator, Generator.id == Candidate.generator_id).where(Generator.name == filters.generator)
     if filters.verdict is not None:

@@ -44,6 +44,7 @@ class CandidateQuery:
 
 def get_candidate_query(
     batch_id: Annotated[int | None, Query(ge=1, le=ID_MAX)] = None,
+    source_id: Annotated[int | None, Query(ge=1, le=ID_MAX, description="The batches of this watched source")] = None,
     generator: Annotated[SafeText | None, Query()] = None,
     verdict: Annotated[Literal[VERDICTS] | None, Query()] = None,  # type: ignore[valid-type]
     reason: Annotated[
@@ -77,6 +78,7 @@ def get_candidate_query(
     """The candidate search's query parameters: one definition for the JSON page and its CSV."""
     filters = CandidateFilters(
         batch_id=batch_id,
+        source_id=source_id,
         generator=generator,
         verdict=verdict,
         reason=reason,

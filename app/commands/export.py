@@ -18,6 +18,7 @@ FORMATS_HELP = "cif-zip | extxyz | jsonl | pymatgen-json | phononbench"
 # (option, query parameter, click type, help)
 FILTERS: tuple[tuple[str, str, Any, str], ...] = (
     ("--batch", "batch_id", click.IntRange(min=1), "Batch id."),
+    ("--source", "source_id", click.IntRange(min=1), "Watched source id: the batches it made."),
     ("--generator", "generator", str, "Generator name, e.g. MatterGen."),
     ("--verdict", "verdict", str, "stable | unstable | relax_failed | failed."),
     ("--reason", "reason", str, "The verdict's reason: optical, acoustic, elastic, or a failure's text."),

@@ -151,6 +151,14 @@ def test_generator_outputs_dropped_in_a_folder_become_one_batch_each(sessions, s
     assert row.generated == versioned.generated == sum(b.n_submitted for b in batches)
     assert row.submitted == sum(b.n_accepted for b in batches) < row.generated  # CrystalFormer has refusals
     assert 0 < row.unique <= row.submitted and row.screened == 0
+    from models.queries import CandidateFilters, list_candidates
+
+    with sessions() as session:  # the search's source filter: exactly this source's candidates
+        _, total = list_candidates(session, filters=CandidateFilters(source_id=source_id), sort="id", offset=0, limit=1)
+        _, none = list_candidates(
+            session, filters=CandidateFilters(source_id=source_id + 999), sort="id", offset=0, limit=1
+        )
+    assert (total, none) == (row.submitted, 0)
 
     third = _scan(sessions, source_id, store)  # nothing changed: nothing read
     assert (third.waiting, third.batches, third.same_content) == (0, [], 0)

@@ -13,7 +13,16 @@ from pydantic import ValidationError
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.api.deps import BATCH_NOT_FOUND, BatchDep, CallerDep, CeleryDep, SessionDep, SettingsDep, StoreDep
+from app.api.deps import (
+    BATCH_NOT_FOUND,
+    BatchDep,
+    CallerDep,
+    CeleryDep,
+    SessionDep,
+    SettingsDep,
+    StoreDep,
+    resolve_protocol_and_potential,
+)
 from app.config import Settings
 from app.parsing import ReadLimits, check_file_count, read_upload, too_many_files
 from app.queue import enqueue_screenings
@@ -175,17 +184,7 @@ async def _read_submission(request: Request, *, settings: Settings) -> Submissio
         source = "upload"
     else:
         raise HTTPException(415, "send multipart/form-data (field `files`) or application/json")
-    protocol = fields.protocol or settings.protocol
-    potential = fields.potential or settings.potential
-    if protocol not in PROTOCOLS:
-        raise HTTPException(
-            422, {"code": "unknown_protocol", "message": f"protocol {protocol!r}; choose one of {sorted(PROTOCOLS)}"}
-        )
-    if potential not in POTENTIAL_NAMES:
-        raise HTTPException(
-            422,
-            {"code": "unknown_potential", "message": f"potential {potential!r}; choose one of {list(POTENTIAL_NAMES)}"},
-        )
+    protocol, potential = resolve_protocol_and_potential(fields.protocol, fields.potential, settings=settings)
     opinions = OpinionNames(
         prescreen=fields.prescreen,
         prescreen_margin_thz=fields.prescreen_margin_thz,

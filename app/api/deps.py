@@ -18,6 +18,7 @@ from models.artifacts import ArtifactStore
 from models.batch import Batch
 from models.candidate import Candidate
 from models.queries import get_api_key
+from models.source import Source
 
 
 def get_db(request: Request) -> Iterator[Session]:
@@ -48,6 +49,7 @@ CeleryDep = Annotated[Celery, Depends(get_celery)]
 # an id outside the INTEGER column cannot name a row: 422 before any query
 BatchId = Annotated[int, Path(ge=1, le=ID_MAX, description="Batch id")]
 CandidateId = Annotated[int, Path(ge=1, le=ID_MAX, description="Candidate id")]
+SourceId = Annotated[int, Path(ge=1, le=ID_MAX, description="Watched source id")]
 
 
 def get_batch_or_404(batch_id: BatchId, session: SessionDep) -> Batch:
@@ -64,11 +66,20 @@ def get_candidate_or_404(candidate_id: CandidateId, session: SessionDep) -> Cand
     return candidate
 
 
+def get_source_or_404(source_id: SourceId, session: SessionDep) -> Source:
+    source = session.get(Source, source_id)
+    if source is None:
+        raise HTTPException(404, f"source {source_id} not found")
+    return source
+
+
 BatchDep = Annotated[Batch, Depends(get_batch_or_404)]
 CandidateDep = Annotated[Candidate, Depends(get_candidate_or_404)]
+SourceDep = Annotated[Source, Depends(get_source_or_404)]
 # the 404s above, for the `responses=` of the routes that take these dependencies
 BATCH_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Problem, "description": "No such batch"}}
 CANDIDATE_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Problem, "description": "No such candidate"}}
+SOURCE_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Problem, "description": "No such source"}}
 
 
 # auto_error=False: a missing key is this module's decision (401 or anonymous), not HTTPBearer's 403
@@ -115,3 +126,21 @@ def get_caller(
 
 
 CallerDep = Annotated[ApiKey | None, Depends(get_caller)]
+
+
+def resolve_protocol_and_potential(
+    protocol: str | None, potential: str | None, *, settings: Settings
+) -> tuple[str, str]:
+    """The protocol and potential a batch or a source asked for, the server's defaults where it did
+    not; 422 naming the choices for an unknown one."""
+    from workers.screening.potentials.registry import POTENTIAL_NAMES
+    from workers.screening.protocols import PROTOCOLS
+
+    protocol, potential = protocol or settings.protocol, potential or settings.potential
+    if protocol not in PROTOCOLS:
+        message = f"protocol {protocol!r}; choose one of {sorted(PROTOCOLS)}"
+        raise HTTPException(422, {"code": "unknown_protocol", "message": message})
+    if potential not in POTENTIAL_NAMES:
+        message = f"potential {potential!r}; choose one of {list(POTENTIAL_NAMES)}"
+        raise HTTPException(422, {"code": "unknown_potential", "message": message})
+    return protocol, potential

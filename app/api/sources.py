@@ -4,12 +4,18 @@ each new or changed file screened as a batch of its own."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response
-from fastapi import Path as PathParam
+from fastapi import APIRouter, HTTPException, Query, Response
 
-from app.api.deps import CeleryDep, SessionDep, SettingsDep
+from app.api.deps import (
+    SOURCE_NOT_FOUND,
+    CeleryDep,
+    SessionDep,
+    SettingsDep,
+    SourceDep,
+    resolve_protocol_and_potential,
+)
 from app.config import Settings
 from app.schemas import ID_MAX, Problem, ScanSent, SourceFileOut, SourceIn, SourceOut
 from models.crud import create_source, get_or_create_generator
@@ -17,23 +23,8 @@ from models.queries import count_sources, list_source_files, list_sources
 from models.source import Source
 from workers.celery_app import SCAN_SOURCE_TASK
 from workers.schedule import sync_source_schedules
-from workers.screening.potentials.registry import POTENTIAL_NAMES
-from workers.screening.protocols import PROTOCOLS
 
 router = APIRouter(prefix="/sources", tags=["sources"])
-
-SourceId = Annotated[int, PathParam(ge=1, le=ID_MAX, description="Source id")]
-SOURCE_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Problem, "description": "No such source"}}
-
-
-def get_source_or_404(source_id: SourceId, session: SessionDep) -> Source:
-    source = session.get(Source, source_id)
-    if source is None:
-        raise HTTPException(404, f"source {source_id} not found")
-    return source
-
-
-SourceDep = Annotated[Source, Depends(get_source_or_404)]
 
 
 @router.post(
@@ -51,17 +42,7 @@ SourceDep = Annotated[Source, Depends(get_source_or_404)]
 def create(body: SourceIn, session: SessionDep, settings: SettingsDep) -> SourceOut:
     """Watch a folder: it is scanned every `interval_s` (or on `cron`); a file is read once its size
     and modification time held still between two scans, and screened as a batch of its own."""
-    protocol = body.protocol or settings.protocol
-    potential = body.potential or settings.potential
-    if protocol not in PROTOCOLS:
-        raise HTTPException(
-            422, {"code": "unknown_protocol", "message": f"protocol {protocol!r}; choose one of {sorted(PROTOCOLS)}"}
-        )
-    if potential not in POTENTIAL_NAMES:
-        raise HTTPException(
-            422,
-            {"code": "unknown_potential", "message": f"potential {potential!r}; choose one of {list(POTENTIAL_NAMES)}"},
-        )
+    protocol, potential = resolve_protocol_and_potential(body.protocol, body.potential, settings=settings)
     path = _checked_folder(body.path, settings=settings)
     generator = get_or_create_generator(session, name=body.generator) if body.generator else None
     interval_s = body.interval_s if body.interval_s is not None or body.cron else settings.source_interval_s
